@@ -1,0 +1,1 @@
+"""The classifier: data, training, evaluation and inference. Knows nothing of Kafka."""

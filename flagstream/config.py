@@ -1,0 +1,255 @@
+"""The one typed configuration object.
+
+Precedence, lowest to highest: field defaults < YAML file < ``FLAGSTREAM_*`` environment
+variables < CLI flags. A key has the same name everywhere: ``batch_size`` in YAML is
+``FLAGSTREAM_BATCH_SIZE`` in the environment and ``--batch-size`` on the command line, so an
+operator never has to learn three vocabularies.
+
+Secrets (SASL password, TLS key password) are never meant to live in a committed YAML: they come
+from the environment or from a ``*_file`` path, and :meth:`Settings.masked` hides them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "FLAGSTREAM_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-minilm"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as one line a user can act on."""
+
+
+class Settings(BaseModel):
+    """Everything flagstream can be told, with the defaults a local run needs."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- broker and topics -------------------------------------------------------------
+    bootstrap_servers: str = "localhost:9092"
+    client_id: str = "flagstream"
+    group_id: str = "flagstream"
+    posts_topic: str = "posts"
+    review_topic: str = "posts.review"
+    scores_topic: str = "posts.scores"
+    scores_enabled: bool = True
+    dlq_topic: str = "posts.dlq"
+    create_topics: bool = True
+    topic_partitions: int = Field(3, ge=1)
+    replication_factor: int = Field(1, ge=1)
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    exactly_once: bool = False
+
+    # --- consumer group timing ---------------------------------------------------------
+    session_timeout_ms: int = Field(10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(3_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    request_timeout_ms: int = Field(30_000, ge=1000)
+    reconnect_backoff_max_ms: int = Field(10_000, ge=50)
+    startup_timeout_s: float = Field(60.0, gt=0)
+
+    # --- micro-batching and scoring ----------------------------------------------------
+    batch_size: int = Field(64, ge=1)
+    batch_wait_ms: int = Field(200, ge=0)
+    max_text_chars: int = Field(10_000, ge=1)
+    max_message_bytes: int = Field(1_000_000, ge=1024)
+    model: Path = DEFAULT_MODEL_DIR
+    thresholds: dict[str, float] | None = None
+    scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
+
+    # --- operations --------------------------------------------------------------------
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)  # 0 = no metrics server
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+
+    # --- data (training / evaluation only) ---------------------------------------------
+    data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
+
+    # --- Kafka security, passed through to kafka-python --------------------------------
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_password: SecretStr | None = None
+    ssl_check_hostname: bool = True
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is not None:
+            for label, t in v.items():
+                if not 0.0 <= float(t) <= 1.0:
+                    raise ValueError(f"threshold for {label!r} must be within [0, 1], got {t}")
+        return v
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers_look_like_host_port(cls, v: str) -> str:
+        for part in v.split(","):
+            host, sep, port = part.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected HOST:PORT[,HOST:PORT...], got {v!r}")
+        return v
+
+    # ------------------------------------------------------------------------------------
+    def kafka_security(self) -> dict[str, Any]:
+        """kafka-python keyword arguments for transport security and authentication."""
+        out: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            out["ssl_check_hostname"] = self.ssl_check_hostname
+            for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, key)
+                if value is not None:
+                    out[key] = str(value)
+            if self.ssl_password is not None:
+                out["ssl_password"] = self.ssl_password.get_secret_value()
+        if self.security_protocol.startswith("SASL"):
+            out["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
+            out["sasl_plain_username"] = self.sasl_username
+            out["sasl_plain_password"] = self.resolved_sasl_password()
+        return out
+
+    def kafka_common(self) -> dict[str, Any]:
+        """Arguments every kafka-python client of flagstream shares."""
+        return {
+            "bootstrap_servers": [s.strip() for s in self.bootstrap_servers.split(",")],
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
+            **self.kafka_security(),
+        }
+
+    def resolved_sasl_password(self) -> str | None:
+        if self.sasl_password is not None:
+            return self.sasl_password.get_secret_value()
+        if self.sasl_password_file is not None:
+            try:
+                return self.sasl_password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"sasl_password_file {self.sasl_password_file} cannot be read ({exc.strerror}); "
+                    "point FLAGSTREAM_SASL_PASSWORD_FILE at a readable file"
+                ) from None
+        return None
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data, secrets replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        for key in ("sasl_password", "ssl_password"):
+            if data.get(key) is not None:
+                data[key] = "***"
+        return data
+
+
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password"})
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``FLAGSTREAM_<FIELD>`` variables as raw (string) overrides; unknown names are an error."""
+    environ = dict(os.environ if environ is None else environ)
+    out: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key not in Settings.model_fields:
+            raise ConfigError(
+                f"unknown environment variable {name}; valid names are FLAGSTREAM_ + one of "
+                f"{', '.join(sorted(k.upper() for k in Settings.model_fields))}"
+            )
+        if key == "thresholds":
+            out[key] = _parse_thresholds(value, source=name)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_thresholds(value: str, source: str) -> dict[str, float]:
+    """``propaganda=0.8,sectarian=0.7`` -> dict, for env vars and CLI flags."""
+    out: dict[str, float] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        label, sep, num = item.partition("=")
+        try:
+            out[label.strip()] = float(num)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"{source}: expected LABEL=NUMBER[,LABEL=NUMBER], got {value!r}")
+    return out
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    cli_overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Merge YAML, environment and CLI into one validated :class:`Settings`.
+
+    Raises :class:`ConfigError` with a single actionable line on any problem.
+    """
+    path = Path(config_path) if config_path else None
+    if path is None:
+        env_path = (os.environ if environ is None else environ).get(ENV_PREFIX + "CONFIG")
+        path = Path(env_path) if env_path else (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist; pass --config PATH to an existing YAML file")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of key: value pairs")
+        for secret in SECRET_FIELDS:
+            if loaded.get(secret):
+                raise ConfigError(
+                    f"{path} sets {secret}; secrets don't belong in YAML: use "
+                    f"{ENV_PREFIX}{secret.upper()} or {secret}_file instead"
+                )
+        data.update(loaded)
+    env = {k: v for k, v in env_overrides(environ).items() if k != "config"}
+    data.update(env)
+    data.update({k: v for k, v in (cli_overrides or {}).items() if v is not None})
+    data.pop("config", None)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "config"
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"unknown config key {key!r}; see configs/default.yaml for the valid keys"
+            ) from None
+        raise ConfigError(
+            f"invalid value for {key} ({err['msg']}); set it in YAML as {key}: ..., "
+            f"or as {ENV_PREFIX}{key.upper()}"
+        ) from None
+    for key in ("model", "data_dir"):
+        value = getattr(settings, key)
+        if not value.is_absolute() and not value.exists() and (PROJECT_ROOT / value).exists():
+            # Relative paths in the shipped YAML mean "in this checkout", wherever the CWD is.
+            setattr(settings, key, PROJECT_ROOT / value)
+    if settings.security_protocol.startswith("SASL") and not settings.sasl_username:
+        raise ConfigError(
+            f"security_protocol {settings.security_protocol} needs sasl_username; set FLAGSTREAM_SASL_USERNAME"
+        )
+    return settings
+
+
+__all__ = ["ConfigError", "Settings", "load_settings", "env_overrides", "DEFAULT_MODEL_DIR", "PROJECT_ROOT"]

@@ -1,0 +1,35 @@
+"""Turning :class:`~flagstream.config.Settings` fields into CLI flags, so names never drift.
+
+``--batch-size`` is ``batch_size`` in YAML and ``FLAGSTREAM_BATCH_SIZE`` in the environment because all
+three are derived from the same field name here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from flagstream.config import Settings, _parse_thresholds, load_settings
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
+    """Add ``--config`` plus one flag per named Settings field (all default to None = not given)."""
+    parser.add_argument("--config", metavar="YAML", help="config file (default: configs/default.yaml or $FLAGSTREAM_CONFIG)")
+    for name in fields:
+        info = Settings.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        ann = info.annotation
+        if ann is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"(config: {name}, default {info.default})")
+        else:
+            parser.add_argument(flag, dest=name, default=None, metavar=name.split("_")[-1].upper(),
+                                help=f"(config: {name}, default {info.default})")
+
+
+def settings_from_args(args: argparse.Namespace, **fixed: Any) -> Settings:
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    if isinstance(overrides.get("thresholds"), str):
+        overrides["thresholds"] = _parse_thresholds(overrides["thresholds"], source="--thresholds")
+    overrides.update(fixed)
+    return load_settings(getattr(args, "config", None), overrides)

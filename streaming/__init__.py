@@ -1,0 +1,1 @@
+"""Kafka consumers, producers and the embedded broker launcher. Never imports torch."""
