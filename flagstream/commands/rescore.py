@@ -1,0 +1,69 @@
+"""``flagstream rescore INPUT --output OUTPUT``: score an archive of posts in batch.
+
+JSONL, CSV or Parquet in (``id``, ``text``; other columns kept), JSONL or Parquet out (by extension),
+one row per input row in input order with ``id``, ``scores``, ``labels``, ``model`` (or ``error``).
+The model is opened through :func:`classifier.scoring.load_scorer`, exactly as ``flagstream stream``
+opens it, so a post gets the same scores in batch and in streaming. See :mod:`classifier.rescore`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from flagstream.errors import UserError
+from flagstream.options import add_config_flags, settings_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rescore", help="score a JSONL/CSV/Parquet archive of posts into JSONL/Parquet")
+    p.add_argument("input", type=Path, metavar="INPUT", help="posts file: .jsonl, .csv or .parquet (id, text, ...)")
+    p.add_argument("--output", "-o", type=Path, required=True, metavar="OUTPUT",
+                   help="scores file: .jsonl or .parquet (format by extension)")
+    add_config_flags(p, "model", "thresholds", "batch_size", "scoring_threads", "max_text_chars", "log_level",
+                     "log_format")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
+                   help="transformer arithmetic (default auto: bf16 where the CPU has it natively)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same OUTPUT")
+    p.add_argument("--shard", metavar="K/N", default=None,
+                   help="score only rows whose index is K-1 mod N (1 <= K <= N); N shards together = one full run")
+    p.add_argument("--keep-text", action="store_true", help="copy the text column into the output too")
+    p.add_argument("--block-rows", type=int, default=4096, help="rows read and scored per block (bounds memory)")
+    p.add_argument("--summary-json", action="store_true", help="print the summary as one JSON line")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from classifier.rescore import RescoreError, parse_shard, rescore_file
+    from classifier.scoring import load_scorer
+
+    settings = settings_from_args(args)
+    try:
+        from streaming.logs import setup_logging
+
+        setup_logging(settings.log_level, settings.log_format)
+    except ImportError:  # pragma: no cover - logging module not present
+        import logging
+
+        logging.basicConfig(level=settings.log_level)
+    if args.block_rows < 1:
+        raise UserError("--block-rows must be >= 1")
+    try:
+        shard = parse_shard(args.shard)
+        scorer = load_scorer(settings.model, settings.thresholds, batch_size=settings.batch_size,
+                             threads=settings.scoring_threads or None, precision=args.precision)
+        summary = rescore_file(
+            scorer, args.input, args.output, resume=args.resume, shard=shard,
+            block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
+            max_text_chars=settings.max_text_chars,
+        )
+    except RescoreError as exc:
+        raise UserError(str(exc)) from None
+    if args.summary_json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        for line in summary.lines():
+            print(line, file=sys.stdout)
+    return 0
