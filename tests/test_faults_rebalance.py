@@ -1,0 +1,89 @@
+"""Rebalance churn: consumers join and leave the group every few seconds during a run.
+
+Members come and go the way an autoscaler or a rolling deploy moves them: a new process joins,
+a random member leaves with SIGTERM (finish the batch, commit, leave the group). Nothing may be
+lost and no post may be scored more than twice.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from streaming.broker import EmbeddedBroker
+from tests.support.pipeline import (
+    Collector,
+    PacedProducer,
+    StreamProcess,
+    Topics,
+    audit,
+    fault_model_dir,  # noqa: F401 - fixture
+    report,
+    stream_env,
+    tail,
+    wait_until_seen,
+    warm_up,
+)
+
+
+def run_churn(tmp_path, model_dir, *, posts: int, rate: float, min_changes: int, seed: int, fault: str,
+              settle_timeout_s: float) -> None:
+    rng = random.Random(seed)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
+        topics = Topics.unique(f"churn{seed}")
+        env = stream_env(broker.bootstrap, f"g-churn-{seed}", topics, model_dir)
+        members: list[StreamProcess] = [StreamProcess(env, logs, name=f"m{i}").start() for i in range(2)]
+        retired: list[StreamProcess] = []
+        next_id = len(members)
+        collector = Collector(broker.bootstrap, topics)
+        producer = PacedProducer(broker.bootstrap, topics.posts, posts, rate, prefix="r", seed=seed)
+        joins = leaves = 0
+        bad_exits: list[str] = []
+        try:
+            collector.start()
+            warm_up(broker.bootstrap, topics, collector, members)
+            producer.start()
+            t0 = time.monotonic()
+            while producer.is_alive() or joins + leaves < min_changes:
+                time.sleep(rng.uniform(2.0, 4.0))
+                live = [m for m in members if m.alive]
+                if len(live) <= 1 or (len(live) < 4 and rng.random() < 0.5):
+                    members.append(StreamProcess(env, logs, name=f"m{next_id}").start())
+                    next_id += 1
+                    joins += 1
+                else:
+                    leaver = rng.choice(live)
+                    code = leaver.terminate(40)
+                    if code != 0:
+                        bad_exits.append(f"{leaver.name}: exit {code}")
+                    members.remove(leaver)
+                    retired.append(leaver)
+                    leaves += 1
+                assert time.monotonic() - t0 < settle_timeout_s
+            producer.join(180)
+            assert producer.error is None, f"test producer failed: {producer.error!r}"
+            live = [m for m in members if m.alive]
+            missing = wait_until_seen(collector, producer.sent, settle_timeout_s, live)
+            result = audit(broker.bootstrap, topics, producer.sent)
+            line = report(result, fault, joins=joins, leaves=leaves)
+            assert len(producer.sent) == posts
+            assert not missing or not result.missing
+            assert not result.missing, f"{line}\n" + tail(members[0].log_text())
+            assert result.max_times_scored <= 2, line
+            assert not bad_exits, f"members that did not leave cleanly (SIGTERM must exit 0): {bad_exits}"
+        finally:
+            producer.stop()
+            collector.stop()
+            for m in members + retired:
+                m.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_rebalance_churn(tmp_path, fault_model_dir) -> None:  # noqa: F811
+    run_churn(tmp_path, fault_model_dir, posts=10_000, rate=250, min_changes=12, seed=77, fault="rebalance-churn",
+              settle_timeout_s=400)
