@@ -1,0 +1,198 @@
+"""End-to-end ``flagstream stream`` through the embedded broker: throughput, then latency at half load.
+
+Throughput: ``n`` posts are produced first, then one ``flagstream stream`` process (a subprocess, as an
+operator runs it) drains them and exits after an idle period. Posts/s comes from the Kafka timestamps
+of the verdicts it wrote to the scores topic (first to last), so model loading and group join, which
+happen once per process, are not counted; Kafka decode, validation, scoring, produce and commit are.
+
+Latency: a fresh pipeline on fresh topics; once it has scored a warm-up post, posts are produced at a
+steady rate of half the measured throughput for ``seconds``; each post's latency is the scores-topic
+record timestamp minus the posts-topic record timestamp (the ``source.timestamp`` it carries), both
+stamped on this machine's clock. Flagged posts' review-topic latencies are reported beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ms(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000.0
+
+
+def _stream_cmd(bootstrap: str, model_dir: Path, prefix: str, extra: Sequence[str] = ()) -> list[str]:
+    return [
+        sys.executable, "-m", "flagstream.cli", "stream",
+        "--bootstrap-servers", bootstrap, "--model", str(model_dir),
+        "--group-id", f"{prefix}-group", "--posts-topic", f"{prefix}.posts", "--review-topic", f"{prefix}.review",
+        "--scores-topic", f"{prefix}.scores", "--dlq-topic", f"{prefix}.dlq",
+        "--max-poll-interval-ms", "10000", "--session-timeout-ms", "6000", "--heartbeat-interval-ms", "1000",
+        "--log-level", "WARNING", "--log-format", "json", *extra,
+    ]
+
+
+def _create_topics(bootstrap: str, names: Sequence[str], partitions: int = 3) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="flagstream-bench")
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(n, partitions, 1) for n in names if n not in existing]
+        if new:
+            admin.create_topics(new)
+    finally:
+        admin.close()
+
+
+def _producer(bootstrap: str):
+    from kafka import KafkaProducer
+
+    return KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1, client_id="flagstream-bench-producer")
+
+
+def _read_topic(bootstrap: str, topic: str, expect: int, timeout_s: float) -> list:
+    """Every record of ``topic`` from the beginning, until ``expect`` are read or ``timeout_s`` passes."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="flagstream-bench-reader",
+                             consumer_timeout_ms=1000)
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        out: list = []
+        deadline = time.monotonic() + timeout_s
+        while len(out) < expect and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                out.extend(batch)
+        return out
+    finally:
+        consumer.close()
+
+
+def _stop(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _stderr_tail(proc: subprocess.Popen) -> str:
+    try:
+        err = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
+    except Exception:  # noqa: BLE001
+        err = ""
+    return " | ".join(err.strip().splitlines()[-3:])
+
+
+def measure_throughput(bootstrap: str, model_dir: Path, texts: Sequence[str], n: int, env: dict[str, str],
+                       timeout_s: float = 600.0) -> dict:
+    prefix = "benchtp"
+    _create_topics(bootstrap, [f"{prefix}.{t}" for t in ("posts", "review", "scores", "dlq")])
+    prod = _producer(bootstrap)
+    for i in range(n):
+        post = {"id": f"tp{i}", "text": texts[i % len(texts)]}
+        prod.send(f"{prefix}.posts", key=post["id"].encode(), value=json.dumps(post).encode())
+    prod.flush()
+    prod.close()
+    started = time.monotonic()
+    proc = subprocess.Popen(_stream_cmd(bootstrap, model_dir, prefix, ["--stop-after-idle", "4"]),
+                            cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+    wall = time.monotonic() - started
+    records = _read_topic(bootstrap, f"{prefix}.scores", n, 60)
+    if len(records) < n:
+        return {"error": f"only {len(records)}/{n} verdicts on the scores topic (exit {proc.returncode}): "
+                         f"{_stderr_tail(proc)}"}
+    ts = np.sort(np.array([r.timestamp for r in records], dtype=np.float64))
+    first_batch = int((ts == ts[0]).sum())
+    span_s = max((ts[-1] - ts[0]) / 1000.0, 1e-3)
+    return {"posts": n, "posts_per_s": round((len(ts) - first_batch) / span_s, 1), "span_s": round(span_s, 2),
+            "process_wall_s": round(wall, 1), "exit_code": proc.returncode}
+
+
+def measure_latency(bootstrap: str, model_dir: Path, texts: Sequence[str], rate: float, seconds: float,
+                    env: dict[str, str]) -> dict:
+    prefix = "benchlat"
+    _create_topics(bootstrap, [f"{prefix}.{t}" for t in ("posts", "review", "scores", "dlq")])
+    proc = subprocess.Popen(_stream_cmd(bootstrap, model_dir, prefix), cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    prod = _producer(bootstrap)
+    try:
+        # Warm-up: wait until the pipeline has joined and scored a post.
+        prod.send(f"{prefix}.posts", key=b"warm", value=json.dumps({"id": "warm", "text": texts[0]}).encode())
+        prod.flush()
+        if not _read_topic(bootstrap, f"{prefix}.scores", 1, 180):
+            return {"error": f"pipeline scored nothing within 180s: {_stderr_tail(proc)}"}
+        n = max(1, int(rate * seconds))
+        interval = 1.0 / rate
+        t0 = time.perf_counter()
+        for i in range(n):
+            target = t0 + i * interval
+            delay = target - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            post = {"id": f"lat{i}", "text": texts[i % len(texts)]}
+            prod.send(f"{prefix}.posts", key=post["id"].encode(), value=json.dumps(post).encode())
+        prod.flush()
+        offered = n / (time.perf_counter() - t0)
+        scores = _read_topic(bootstrap, f"{prefix}.scores", n + 1, 120)
+    finally:
+        prod.close()
+        _stop(proc)
+    lat = []
+    flagged = 0
+    for r in scores:
+        v = json.loads(r.value)
+        flagged += bool(v.get("labels"))
+        if v["id"] != "warm":
+            lat.append(r.timestamp - _ms(v["source"]["timestamp"]))
+    reviews = _read_topic(bootstrap, f"{prefix}.review", flagged, 30) if flagged else []
+    rlat = [r.timestamp - _ms(json.loads(r.value)["source"]["timestamp"]) for r in reviews
+            if json.loads(r.value)["id"] != "warm"]
+    if not lat:
+        return {"error": "no verdicts read back"}
+    out = {"offered_posts_per_s": round(offered, 1), "posts": len(lat),
+           "p50_ms": round(float(np.percentile(lat, 50)), 1), "p99_ms": round(float(np.percentile(lat, 99)), 1),
+           "max_ms": round(float(np.max(lat)), 1)}
+    if rlat:
+        out.update(review_posts=len(rlat), review_p50_ms=round(float(np.percentile(rlat, 50)), 1),
+                   review_p99_ms=round(float(np.percentile(rlat, 99)), 1))
+    return out
+
+
+def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: float, threads: int) -> dict:
+    """Both measurements on one embedded broker; ``{"skipped": reason}`` when the pieces are missing."""
+    try:
+        from streaming.broker import EmbeddedBroker
+        import streaming.pipeline  # noqa: F401 - the stream command's engine
+    except ImportError as exc:
+        return {"skipped": f"streaming pipeline not available ({exc})"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLAGSTREAM_SCORING_THREADS": str(threads),
+           "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    with EmbeddedBroker() as broker:
+        tp = measure_throughput(broker.bootstrap, model_dir, texts, n, env)
+        if "error" in tp:
+            return {"throughput": tp}
+        lat = measure_latency(broker.bootstrap, model_dir, texts, tp["posts_per_s"] / 2.0, latency_seconds, env)
+    return {"throughput": tp, "latency_at_half_load": lat}

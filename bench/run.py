@@ -1,0 +1,384 @@
+#!/usr/bin/env python
+"""flagstream's benchmark: one command, every figure from the same run on the same machine.
+
+    python bench/run.py            # full run (~10-15 min on 2 cores)
+    python bench/run.py --smoke    # everything tiny, < 2 min (CI runs this)
+
+Prints a table, then one JSON line (prefixed ``BENCH_JSON``) with every number. Speeds are medians
+over repeats; every speed claim is a ratio measured in this run:
+
+1. model throughput: flagstream's scorer (``classifier.scoring.load_scorer``, i.e. the code path
+   ``flagstream stream`` and ``flagstream rescore`` use) against ``transformers.pipeline`` over the same
+   merged weights, same texts, same threads, with the pipeline's batch size tuned;
+2. accuracy parity of each fast path (bf16, int8) against flagstream's own fp32 path: max absolute
+   score difference and flag agreement at the model's thresholds, printed beside its speed;
+3. roofline: measured fp32/bf16 matmul FLOP/s and the model's useful FLOPs per post at the measured
+   token lengths: the fraction of the bf16 compute limit the scorer reaches;
+4. end to end: ``flagstream stream`` through the embedded broker, posts/s and produce->verdict latency
+   p50/p99 at half that load;
+5. archives: ``flagstream rescore`` on a synthetic 1,000,000-row JSONL and Parquet archive: posts/s
+   and peak RSS (the transformer on a prefix, the linear model on all rows to show memory stays flat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PROJECT_ROOT = HERE.parent
+sys.path[:0] = [str(PROJECT_ROOT), str(HERE)]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def timed_rate(fn, items, repeats: int) -> tuple[float, list[float]]:
+    """Median posts/s of ``fn(items)`` over ``repeats`` runs (after one warm-up on a slice)."""
+    fn(items[: min(len(items), 64)])
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(items)
+        rates.append(len(items) / (time.perf_counter() - start))
+    return statistics.median(rates), rates
+
+
+def parity(ref: np.ndarray, other: np.ndarray, thresholds: np.ndarray) -> dict:
+    ref_f, oth_f = ref >= thresholds, other >= thresholds
+    return {
+        "max_abs_score_diff": float(np.abs(ref - other).max()),
+        "mean_abs_score_diff": float(np.abs(ref - other).mean()),
+        "flag_agreement": float((ref_f == oth_f).mean()),
+        "posts_with_changed_flags": int((ref_f != oth_f).any(axis=1).sum()),
+        "flag_rate_ref": float(ref_f.any(axis=1).mean()),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
+    import torch
+
+    from classifier.normalize import normalize_text
+    from classifier.runtime import native_bf16
+    from classifier.scoring import load_scorer
+    from model import baseline_pipeline, pipeline_probs
+    from roofline import encoder_flops_per_post, matmul_flops, model_shape
+
+    torch.set_num_threads(threads)
+    out: dict = {"threads": threads, "native_bf16": native_bf16()}
+    norm = [normalize_text(t) for t in texts]
+
+    # --- roofline peaks ---------------------------------------------------------------------------
+    log("roofline: measuring matmul peaks")
+    secs = 0.3 if args.smoke else 2.0
+    peak32 = matmul_flops(torch.float32, threads, secs)
+    peak16 = matmul_flops(torch.bfloat16, threads, secs)
+
+    # --- flagstream fp32 reference and fast paths ----------------------------------------------------
+    results: dict[str, dict] = {}
+    ref_probs = ref_logits = None
+    info = lengths = shape = None
+    precisions = ["fp32", "bf16", "int8"] if native_bf16() else ["fp32", "int8"]
+    if args.precisions:
+        precisions = ["fp32"] + [p for p in args.precisions.split(",") if p != "fp32"]
+    for prec in precisions:
+        log(f"flagstream scorer, precision {prec}")
+        scorer = load_scorer(model_dir, batch_size=args.batch_size, threads=threads, precision=prec)
+        if info is None:
+            info = scorer.info
+            engine = scorer.engine
+            lengths = [len(x) for x in engine.tokenize(norm)]
+            shape = model_shape(engine.model)
+        rate, rates = timed_rate(scorer.score, texts, args.repeats)
+        probs = scorer.score(texts)
+        row = {"posts_per_s": round(rate, 1), "runs": [round(r, 1) for r in rates]}
+        if prec == "fp32":
+            ref_probs, ref_logits = probs, scorer.logits(texts)
+        else:
+            row["parity_vs_fp32"] = parity(ref_probs, probs, np.array([info.thresholds[l] for l in info.labels]))
+        results[prec] = row
+        del scorer
+    auto = "bf16" if native_bf16() and "bf16" in results else "fp32"
+    out["flagstream"] = results
+    out["default_precision"] = auto
+
+    # --- the baseline ------------------------------------------------------------------------------
+    log("baseline: transformers pipeline, tuning batch size")
+    pipe, labels = baseline_pipeline(model_dir, threads)
+    tune_n = min(len(norm), 64 if args.smoke else 384)
+    tuned = {}
+    for bs in ([1, 8, 32] if args.smoke else [1, 4, 8, 16, 32, 64]):
+        rate, _ = timed_rate(lambda xs, bs=bs: pipe(xs, batch_size=bs), norm[:tune_n], 1)
+        tuned[bs] = round(rate, 1)
+    best_bs = max(tuned, key=tuned.get)
+    log(f"baseline: batch size {best_bs}, full measurement")
+    base_rate, base_rates = timed_rate(lambda xs: pipe(xs, batch_size=best_bs), norm, args.repeats)
+    base_probs = pipeline_probs(pipe(norm, batch_size=best_bs), labels)
+    ref_sigmoid = 1.0 / (1.0 + np.exp(-ref_logits))
+    out["pipeline"] = {"posts_per_s": round(base_rate, 1), "runs": [round(r, 1) for r in base_rates],
+                       "batch_size": best_bs, "batch_size_tuning": tuned,
+                       "max_abs_diff_vs_flagstream_fp32_logits": float(np.abs(base_probs - ref_sigmoid).max())}
+    del pipe
+
+    fast = results[auto]["posts_per_s"]
+    out["speedup_vs_pipeline"] = round(fast / base_rate, 2)
+    out["speedup_fp32_vs_pipeline"] = round(results["fp32"]["posts_per_s"] / base_rate, 2)
+
+    # --- roofline fraction ------------------------------------------------------------------------------
+    flops = encoder_flops_per_post(lengths, **shape)
+    achieved = fast * flops
+    out["roofline"] = {
+        "fp32_peak_gflops": round(peak32 / 1e9, 1), "bf16_peak_gflops": round(peak16 / 1e9, 1),
+        "mean_tokens_per_post": round(float(np.mean(lengths)), 1),
+        "p90_tokens_per_post": int(np.percentile(lengths, 90)),
+        "model_mflops_per_post": round(flops / 1e6, 1),
+        "achieved_gflops": round(achieved / 1e9, 1),
+        "fraction_of_bf16_peak": round(achieved / peak16, 3),
+        "fraction_of_fp32_peak_fp32_path": round(results["fp32"]["posts_per_s"] * flops / peak32, 3),
+        "pipeline_fraction_of_fp32_peak": round(base_rate * flops / peak32, 3),
+    }
+    out["model_info"] = {"ref": info.ref, "thresholds": dict(info.thresholds)}
+    return out
+
+
+def bench_cascade(args, texts: list[str], model_dir: Path, threads: int, linear_dir: Path) -> dict:
+    """Linear first stage; posts it scores far below every threshold skip the transformer."""
+    from classifier.scoring import load_scorer
+
+    lin = load_scorer(linear_dir)
+    tr = load_scorer(model_dir, threads=threads, batch_size=args.batch_size)
+    thr = np.array([tr.info.thresholds[l] for l in tr.info.labels])
+    full = tr.score(texts)
+    start = time.perf_counter()
+    tr.score(texts)
+    t_full = time.perf_counter() - start
+    lin_p = lin.score(texts)
+    out = {"note": "linear stage is a stand-in trained on synthetic text; a real cascade needs the real linear model"}
+    for q in (0.5, 0.7, 0.9):
+        cut = np.quantile(lin_p.max(axis=1), q)
+        keep = lin_p.max(axis=1) > cut
+        start = time.perf_counter()
+        lin.score(texts)
+        tr.score([t for t, k in zip(texts, keep) if k])
+        t_cas = time.perf_counter() - start
+        flagged = full >= thr
+        recall = {l: float((flagged[:, j] & keep).sum() / max(flagged[:, j].sum(), 1))
+                  for j, l in enumerate(tr.info.labels)}
+        out[f"skip_{int(q * 100)}pct"] = {"speedup": round(t_full / t_cas, 2), "recall_vs_transformer": recall}
+    return out
+
+
+def train_linear_standin(root: Path, n: int) -> Path:
+    """A linear model on synthetic posts with keyword labels: realistic cost, not a real classifier."""
+    from classifier.linear import LinearModel
+    from texts import synthetic_texts
+
+    texts = synthetic_texts(n, seed=99)
+    y = np.array([[any(w in t for w in ("martyr", "victory", "soldiers", "fight")),
+                   any(w in t for w in ("shia", "sunni", "jews", "refugees"))] for t in texts], dtype=np.float64)
+    LinearModel.fit(texts, y).save(root, "bench-linear-standin", "0", {"propaganda": 0.5, "sectarian": 0.5})
+    return root
+
+
+def bench_archive(args, model_dir: Path, threads: int, work: Path) -> dict:
+    from archive import run_rescore
+    from texts import write_archive
+
+    out: dict = {"rows": args.archive_rows}
+    jsonl = work / "archive.jsonl"
+    parquet = work / "archive.parquet"
+    log(f"archive: writing {args.archive_rows} synthetic rows (JSONL and Parquet)")
+    t = time.perf_counter()
+    write_archive(jsonl, args.archive_rows)
+    write_archive(parquet, args.archive_rows)
+    out["generate_s"] = round(time.perf_counter() - t, 1)
+    out["jsonl_mb"] = round(jsonl.stat().st_size / 2**20, 1)
+    prefix_rows = min(args.archive_rows, args.archive_transformer_rows)
+    prefix = work / "archive-prefix.jsonl"
+    with jsonl.open("rb") as src, prefix.open("wb") as dst:
+        for i, line in enumerate(src):
+            if i >= prefix_rows:
+                break
+            dst.write(line)
+    log(f"archive: transformer rescoring {prefix_rows} rows")
+    out["transformer"] = {"input": f"first {prefix_rows} rows (JSONL)",
+                          **run_rescore(model_dir, prefix, work / "prefix-scores.jsonl", threads)}
+    if "posts_per_s" in out["transformer"]:
+        out["transformer"]["projected_hours_for_all_rows"] = round(
+            args.archive_rows / out["transformer"]["posts_per_s"] / 3600, 2)
+    linear = train_linear_standin(work / "linear", 600 if args.smoke else 3000)
+    for name, src, dst in (("linear_jsonl", jsonl, work / "scores.jsonl"),
+                           ("linear_parquet", parquet, work / "scores.parquet")):
+        log(f"archive: linear stand-in rescoring all {args.archive_rows} rows ({name})")
+        out[name] = {"input": f"all {args.archive_rows} rows", **run_rescore(linear, src, dst, threads)}
+        dst.unlink(missing_ok=True)
+    out["linear_model_dir"] = str(linear)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+def fmt_table(res: dict) -> str:
+    lines = []
+    m = res["model"]
+    lines.append(f"flagstream benchmark  |  {res['cpu']}  |  {m['threads']} threads  |  model {m['model_info']['ref']}"
+                 f"  |  {res['texts']['n']} texts ({res['texts']['source']})")
+    lines.append("")
+    lines.append(f"{'model throughput':36} {'posts/s':>9} {'vs pipeline':>12}   parity vs fp32 (max |dp|, flag agreement)")
+    p = m["pipeline"]
+    lines.append(f"{'transformers pipeline fp32 (bs=' + str(p['batch_size']) + ')':36} {p['posts_per_s']:9.1f} {'1.00x':>12}")
+    for prec, row in m["flagstream"].items():
+        tag = f"flagstream {prec}" + (" (default)" if prec == m["default_precision"] else "")
+        par = row.get("parity_vs_fp32")
+        ptxt = "reference" if par is None else f"{par['max_abs_score_diff']:.4f}, {100 * par['flag_agreement']:.2f}%"
+        lines.append(f"{tag:36} {row['posts_per_s']:9.1f} {row['posts_per_s'] / p['posts_per_s']:11.2f}x   {ptxt}")
+    r = m["roofline"]
+    lines.append("")
+    lines.append(f"roofline: matmul peak fp32 {r['fp32_peak_gflops']} / bf16 {r['bf16_peak_gflops']} GFLOP/s; "
+                 f"model {r['model_mflops_per_post']} MFLOP/post (mean {r['mean_tokens_per_post']} tokens)")
+    lines.append(f"          flagstream {m['default_precision']} reaches {r['achieved_gflops']} GFLOP/s = "
+                 f"{100 * r['fraction_of_bf16_peak']:.1f}% of the bf16 peak "
+                 f"(pipeline: {100 * r['pipeline_fraction_of_fp32_peak']:.1f}% of the fp32 peak)")
+    e = res.get("e2e", {})
+    lines.append("")
+    if "skipped" in e:
+        lines.append(f"end to end: skipped ({e['skipped']})")
+    else:
+        tp = e.get("throughput", {})
+        lat = e.get("latency_at_half_load", {})
+        if "error" in tp:
+            lines.append(f"end to end: error: {tp['error']}")
+        else:
+            frac = tp["posts_per_s"] / m["flagstream"][m["default_precision"]]["posts_per_s"]
+            lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
+                         f"= {100 * frac:.0f}% of the scorer alone")
+            if "error" in lat:
+                lines.append(f"            latency: error: {lat['error']}")
+            elif lat:
+                lines.append(f"            at {lat['offered_posts_per_s']} posts/s offered: produce->verdict "
+                             f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms"
+                             + (f"; ->review p50 {lat['review_p50_ms']} ms, p99 {lat['review_p99_ms']} ms "
+                                f"({lat['review_posts']} flagged)" if "review_p50_ms" in lat else ""))
+    a = res.get("archive")
+    if a:
+        lines.append("")
+        lines.append(f"archive ({a['rows']} synthetic rows, JSONL {a['jsonl_mb']} MB):")
+        for key in ("transformer", "linear_jsonl", "linear_parquet"):
+            row = a.get(key, {})
+            if "error" in row:
+                lines.append(f"  {key:16} error: {row['error']}")
+                continue
+            extra = (f", all rows would take {row['projected_hours_for_all_rows']} h"
+                     if "projected_hours_for_all_rows" in row else "")
+            lines.append(f"  {key:16} {row['input']:>28}: {row['posts_per_s']:8.1f} posts/s, peak RSS "
+                         f"{row['peak_rss_mb']} MB (RSS {row['rss_at_10pct_rows_mb']} MB at 10% of rows, at most "
+                         f"{row['max_rss_after_10pct_rows_mb']} MB after){extra}")
+    c = res.get("cascade")
+    if c:
+        lines.append("")
+        lines.append("cascade (linear stage first): " + "; ".join(
+            f"{k}: {v['speedup']}x, recall " + ", ".join(f"{l} {100 * x:.1f}%" for l, x in v['recall_vs_transformer'].items())
+            for k, v in c.items() if isinstance(v, dict)))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="flagstream benchmark (see module docstring)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: the whole run in under two minutes")
+    ap.add_argument("--model", type=Path, default=None, help="model dir (default models/flagstream-minilm, else a stand-in)")
+    ap.add_argument("--data-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    ap.add_argument("--texts", type=int, default=None, help="posts for the model measurements (default 2000; smoke 96)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 3; smoke 1)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores of this process)")
+    ap.add_argument("--batch-size", type=int, default=None, help="flagstream engine batch size (default: engine default)")
+    ap.add_argument("--precisions", default=None, help="comma list of fast paths to measure (default bf16,int8)")
+    ap.add_argument("--e2e-posts", type=int, default=None, help="posts for the stream throughput (default 6000; smoke 150)")
+    ap.add_argument("--latency-seconds", type=float, default=None, help="steady-load phase (default 30; smoke 4)")
+    ap.add_argument("--archive-rows", type=int, default=None, help="archive size (default 1000000; smoke 3000)")
+    ap.add_argument("--archive-transformer-rows", type=int, default=None,
+                    help="rows the transformer rescores (default 20000; smoke 200)")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: e2e,archive,cascade")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
+    args = ap.parse_args(argv)
+    s = args.smoke
+    args.texts = args.texts or (96 if s else 2000)
+    args.repeats = args.repeats or (1 if s else 3)
+    args.e2e_posts = args.e2e_posts or (150 if s else 6000)
+    args.latency_seconds = args.latency_seconds or (4.0 if s else 30.0)
+    args.archive_rows = args.archive_rows or (3000 if s else 1_000_000)
+    args.archive_transformer_rows = args.archive_transformer_rows or (200 if s else 20_000)
+    skip = {x.strip() for x in args.skip.split(",") if x.strip()}
+
+    from classifier.runtime import default_threads
+    from model import resolve_model_dir
+    from texts import bench_texts
+
+    threads = args.threads or default_threads()
+    started = time.time()
+    texts, source = bench_texts(args.data_dir, args.texts)
+    model_dir, model_desc = resolve_model_dir(args.model, texts)
+    log(f"model: {model_desc}; {len(texts)} texts from {source}; {threads} threads")
+    res: dict = {"bench": "flagstream", "smoke": s, "cpu": cpu_model(), "cores": os.cpu_count(),
+                 "texts": {"n": len(texts), "source": source}, "model_dir": str(model_dir), "model_desc": model_desc}
+    res["model"] = bench_model(args, texts, model_dir, threads)
+    res["speedup_vs_pipeline"] = res["model"]["speedup_vs_pipeline"]
+    res["roofline_fraction"] = res["model"]["roofline"]["fraction_of_bf16_peak"]
+    res["parity"] = {k: v.get("parity_vs_fp32") for k, v in res["model"]["flagstream"].items() if k != "fp32"}
+
+    with tempfile.TemporaryDirectory(prefix="flagstream-bench-") as tmp:
+        work = Path(tmp)
+        if "e2e" in skip:
+            res["e2e"] = {"skipped": "--skip e2e"}
+        else:
+            from e2e import run_e2e
+
+            log("end to end: flagstream stream through the embedded broker")
+            res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads)
+        tp = res["e2e"].get("throughput", {})
+        if "posts_per_s" in tp:
+            res["e2e_fraction_of_scorer"] = round(
+                tp["posts_per_s"] / res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"], 3)
+        if "archive" in skip:
+            res["archive"] = {"skipped": "--skip archive"}
+        else:
+            res["archive"] = bench_archive(args, model_dir, threads, work)
+        if "cascade" not in skip and "linear_model_dir" in res.get("archive", {}):
+            log("cascade: linear first stage")
+            res["cascade"] = bench_cascade(args, texts, model_dir, threads, Path(res["archive"]["linear_model_dir"]))
+        if "archive" in res and "linear_model_dir" in res["archive"]:
+            res["archive"].pop("linear_model_dir")
+    res["bench_seconds"] = round(time.time() - started, 1)
+    if res["archive"].get("skipped"):
+        res["archive"] = {**res["archive"]}
+    print(fmt_table(res) if not res["archive"].get("skipped") else fmt_table({**res, "archive": None}))
+    line = json.dumps(res, default=str)
+    print("BENCH_JSON " + line)
+    if args.json_out:
+        args.json_out.write_text(line + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
