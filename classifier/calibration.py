@@ -1,0 +1,93 @@
+"""Calibration and operating points, all fitted on validation data only.
+
+Per-label temperature scaling (one scalar per label, fitted by NLL on validation logits) turns raw
+logits into probabilities whose confidence means something (reported as expected calibration
+error); thresholds are then chosen on the calibrated validation scores for a target precision.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _nll(z: np.ndarray, y: np.ndarray, t: float) -> float:
+    p = np.clip(_sigmoid(z / t), 1e-7, 1 - 1e-7)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """Scalar T > 0 minimising validation NLL of sigmoid(logit / T); golden-section on log T."""
+    known = ~np.isnan(y)
+    z, t = np.asarray(logits, dtype=np.float64)[known], np.asarray(y, dtype=np.float64)[known]
+    if len(np.unique(t)) < 2:
+        return 1.0
+    lo, hi = np.log(0.05), np.log(20.0)
+    g = (np.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = _nll(z, t, np.exp(a)), _nll(z, t, np.exp(b))
+    for _ in range(60):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = _nll(z, t, np.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = _nll(z, t, np.exp(b))
+    return float(np.exp((lo + hi) / 2))
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """Equal-width-bin ECE over rows with a known label."""
+    known = ~np.isnan(y)
+    p, t = np.asarray(probs, dtype=np.float64)[known], np.asarray(y, dtype=np.float64)[known]
+    if len(p) == 0:
+        return float("nan")
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            ece += m.mean() * abs(p[m].mean() - t[m].mean())
+    return float(ece)
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[float, float, int]]:
+    """(mean predicted, observed rate, count) per bin, for the calibration plot."""
+    known = ~np.isnan(y)
+    p, t = np.asarray(probs)[known], np.asarray(y)[known]
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    return [(float(p[idx == b].mean()), float(t[idx == b].mean()), int((idx == b).sum()))
+            for b in range(bins) if (idx == b).any()]
+
+
+def threshold_for_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.90) -> tuple[float, float, float]:
+    """Lowest threshold whose validation precision reaches ``target`` -> (threshold, precision, recall).
+
+    Lowest such threshold = highest recall at the stated precision. When no threshold reaches it the
+    threshold of best precision is returned (with that precision, so the report can say so).
+    """
+    known = ~np.isnan(y)
+    p, t = np.asarray(probs, dtype=np.float64)[known], np.asarray(y)[known].astype(int)
+    if t.sum() == 0:
+        return 0.5, float("nan"), float("nan")
+    order = np.argsort(-p, kind="stable")
+    ps, ts = p[order], t[order]
+    tp = np.cumsum(ts)
+    k = np.arange(1, len(ts) + 1)
+    prec, rec = tp / k, tp / ts.sum()
+    # only cut between distinct scores
+    last_of_tie = np.r_[ps[1:] != ps[:-1], True]
+    ok = np.flatnonzero(last_of_tie & (prec >= target) & (tp >= 5))
+    if len(ok):
+        i = ok[-1]
+    else:
+        cand = np.flatnonzero(last_of_tie & (tp >= 5))
+        i = cand[np.argmax(prec[cand])] if len(cand) else len(ps) - 1
+    return float(ps[i]), float(prec[i]), float(rec[i])

@@ -1,0 +1,216 @@
+"""The trainer: fine-tunes a :class:`~classifier.transformer.MultiLabelEncoder` on (text, targets, weight).
+
+Kept apart from the model (``transformer.py``) and from evaluation (``evaluate.py``): it knows about
+batches, masked multi-label loss, the schedule, seeds and checkpoints, nothing about sources or
+metrics. CPU-friendly: bf16 autocast (AMX), length-bucketed batches to cut padding, a step budget
+that fits the 45-minute default run, and a checkpoint every ``checkpoint_every`` steps that
+``resume=True`` continues from exactly (same batch order, optimizer and scheduler state).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    max_length: int = 128
+    batch_size: int = 32
+    lr: float = 8e-5
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_steps: int = 2400
+    epochs: float = 1.0  # used when max_steps == 0
+    seed: int = 13
+    checkpoint_every: int = 150
+    max_pos_weight: float = 4.0
+    bf16: bool = True
+    time_budget_s: float = 0.0  # 0 = no budget; else stop (and still save) after this many seconds
+    threads: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """Shuffled, then sorted by length inside chunks of 50 batches: little padding, still random."""
+    rng = np.random.default_rng(seed + 1000 * epoch)
+    order = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches: list[list[int]] = []
+    for s in range(0, len(order), chunk):
+        part = sorted(order[s:s + chunk].tolist(), key=lambda i: lengths[i])
+        batches.extend(part[b:b + batch_size] for b in range(0, len(part), batch_size))
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+def pos_weights(targets: np.ndarray, weights: np.ndarray, cap: float) -> torch.Tensor:
+    """sqrt(neg/pos) per label (weighted), capped: recall on rare positives without wild overconfidence."""
+    out = []
+    for j in range(targets.shape[1]):
+        known = ~np.isnan(targets[:, j])
+        pos = float((weights[known] * (targets[known, j] == 1)).sum())
+        neg = float((weights[known] * (targets[known, j] == 0)).sum())
+        out.append(min(cap, max(1.0, math.sqrt(neg / pos))) if pos > 0 else 1.0)
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def masked_bce(logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor, pos_weight: torch.Tensor) -> torch.Tensor:
+    """BCE over known labels only (NaN = the source says nothing), weighted per row."""
+    known = ~torch.isnan(y)
+    yz = torch.where(known, y, torch.zeros_like(y))
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, yz, pos_weight=pos_weight, reduction="none")
+    mask = known.float() * w.unsqueeze(1)
+    return (loss * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, tokenizer: Any, config: TrainConfig, run_dir: Path | None = None) -> None:
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.run_dir = Path(run_dir) if run_dir else None
+
+    def _ckpt_path(self) -> Path | None:
+        return self.run_dir / "checkpoint.pt" if self.run_dir else None
+
+    def _trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k: v for k, v in self.model.state_dict().items() if k in names}
+
+    def fit(self, texts: Sequence[str], targets: np.ndarray, weights: np.ndarray | None = None,
+            resume: bool = False, progress: bool = True) -> dict[str, Any]:
+        """Train in place; returns a summary (steps, seconds, final loss, whether it resumed)."""
+        cfg = self.config
+        seed_everything(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        n = len(texts)
+        weights = np.ones(n, dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
+        enc = self.tokenizer(list(texts), truncation=True, max_length=cfg.max_length)
+        ids = enc["input_ids"]
+        lengths = [len(x) for x in ids]
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        total = cfg.max_steps or max(1, int(steps_per_epoch * cfg.epochs))
+        pw = pos_weights(targets, weights, cfg.max_pos_weight)
+
+        head_params = list(self.model.head.parameters())
+        head_ids = {id(p) for p in head_params}
+        body = [p for p in self.model.parameters() if p.requires_grad and id(p) not in head_ids]
+        decay = [p for p in body if p.ndim >= 2]
+        no_decay = [p for p in body if p.ndim < 2]
+        opt = torch.optim.AdamW([
+            {"params": decay, "weight_decay": cfg.weight_decay, "lr": cfg.lr},
+            {"params": no_decay, "weight_decay": 0.0, "lr": cfg.lr},
+            {"params": head_params, "weight_decay": 0.0, "lr": cfg.head_lr},
+        ])
+        warm = max(1, int(total * cfg.warmup_ratio))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+
+        step = 0
+        ckpt = self._ckpt_path()
+        resumed = False
+        if resume and ckpt is not None and ckpt.exists():
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"], strict=False)
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            step = int(state["step"])
+            torch.set_rng_state(state["torch_rng"])
+            resumed = True
+            log.info("resumed from checkpoint", extra={"step": step})
+
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:  # pragma: no cover
+            tqdm = None
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress) if tqdm else None
+        self.model.train()
+        t0 = time.monotonic()
+        ema = None
+        epoch_batches: dict[int, list[list[int]]] = {}
+        stopped_early = False
+        while step < total:
+            epoch, pos = divmod(step, steps_per_epoch)
+            if epoch not in epoch_batches:
+                epoch_batches = {epoch: make_batches(lengths, cfg.batch_size, cfg.seed, epoch)}
+            batch = epoch_batches[epoch][pos]
+            width = -(-max(lengths[i] for i in batch) // 16) * 16  # few distinct shapes: oneDNN reuses kernels
+            input_ids = torch.zeros((len(batch), width), dtype=torch.long)
+            attn = torch.zeros((len(batch), width), dtype=torch.long)
+            for r, i in enumerate(batch):
+                input_ids[r, : lengths[i]] = torch.tensor(ids[i])
+                attn[r, : lengths[i]] = 1
+            y = torch.from_numpy(targets[batch].astype(np.float32))
+            w = torch.from_numpy(weights[batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = self.model(input_ids=input_ids, attention_mask=attn).logits
+            loss = masked_bce(logits.float(), y, w, pw)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.4f}")
+            if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == total):
+                self._save_checkpoint(ckpt, opt, sched, step)
+            if cfg.time_budget_s and time.monotonic() - t0 > cfg.time_budget_s and step < total:
+                stopped_early = True
+                if ckpt is not None:
+                    self._save_checkpoint(ckpt, opt, sched, step)
+                log.warning("time budget reached; stopping early", extra={"step": step, "total": total})
+                break
+        if bar is not None:
+            bar.close()
+        self.model.eval()
+        return {"steps": step, "total_steps": total, "seconds": round(time.monotonic() - t0, 1), "final_loss": ema,
+                "resumed": resumed, "stopped_early": stopped_early, "pos_weight": pw.tolist(), "rows": n}
+
+    def _save_checkpoint(self, path: Path, opt: torch.optim.Optimizer, sched: Any, step: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self._trainable_state(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "torch_rng": torch.get_rng_state()}, tmp)
+        os.replace(tmp, path)
+
+
+def predict_logits(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 128,
+                   progress: bool = False) -> np.ndarray:
+    """Raw logits for already-normalised texts (evaluation helper; inference goes through the scorer)."""
+    from classifier.transformer import TorchEngine
+
+    model.eval()
+    eng = TorchEngine(model, tokenizer, max_length=max_length, batch_size=batch_size)
+    if not progress or len(texts) <= batch_size * 4:
+        return eng.logits(texts)
+    from tqdm.auto import tqdm
+
+    chunk = batch_size * 8
+    parts = [eng.logits(texts[s:s + chunk]) for s in tqdm(range(0, len(texts), chunk), desc="score", unit="chunk")]
+    return np.concatenate(parts, axis=0)

