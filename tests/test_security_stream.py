@@ -1,0 +1,97 @@
+"""``flagstream stream`` itself must fail fast, with one line, on a TLS or SASL misconfiguration.
+
+The pipeline's start-up retries an *unreachable* broker with backoff until ``startup_timeout_s``
+(30 s here); a certificate that will never be trusted or credentials that will never be accepted
+are not worth retrying, and "broker unreachable" would be the wrong diagnosis. The process is
+run the way an operator runs it (``FLAGSTREAM_*`` environment), and must exit with code 2 and
+one error line well before the start-up timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streaming.broker import free_port
+from tests.support.pipeline import ROOT, fault_model_dir  # noqa: F401 - fixture
+from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, make_certs, stunnel_binary
+
+pytestmark = pytest.mark.timeout(180)
+FAST_S = 15.0  # includes interpreter start and model load; the start-up timeout is 30 s
+STARTUP_GAP = pytest.mark.xfail(
+    strict=False,
+    reason="known gap (reported): Pipeline._start (streaming/pipeline.py) does not call streaming.security.ensure_transport, so kafka-python retries an untrusted certificate / wrong SCRAM credentials until startup_timeout_s and the process exits with 'broker ... unreachable' instead of the cause")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    try:
+        return make_certs(tmp_path_factory.mktemp("certs"))
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"cannot create test certificates with the openssl CLI: {exc}")
+
+
+def run_stream(env_extra: dict[str, str], model_dir: Path) -> tuple[int, str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+    env.update({"HF_HUB_OFFLINE": "1", "FLAGSTREAM_MODEL": str(model_dir), "FLAGSTREAM_STARTUP_TIMEOUT_S": "30",
+                "FLAGSTREAM_LOG_FORMAT": "json", "FLAGSTREAM_GROUP_ID": "g-sec", **env_extra})
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "flagstream.cli", "stream"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=75)
+    except subprocess.TimeoutExpired:
+        return -1, "", time.monotonic() - t0
+    return proc.returncode, proc.stderr, time.monotonic() - t0
+
+
+def error_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("flagstream stream: error:")]
+    assert len(lines) == 1, f"expected exactly one error line, stderr was:\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@STARTUP_GAP
+@pytest.mark.skipif(stunnel_binary() is None, reason="stunnel4 is not installed (scripts/install-test-deps.sh)")
+def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
+    broker_port = free_port()
+    with Stunnel(certs, connect_port=broker_port, workdir=tmp_path) as tunnel:
+        broker = TlsFrontedBroker(port=broker_port, advertised_port=tunnel.accept_port,
+                                  ready_bootstrap=tunnel.address,
+                                  ready_kwargs={"security_protocol": "SSL", "ssl_cafile": str(certs.ca_cert)})
+        broker.start()
+        try:
+            code, stderr, took = run_stream({"FLAGSTREAM_BOOTSTRAP_SERVERS": tunnel.address,
+                                             "FLAGSTREAM_SECURITY_PROTOCOL": "SSL",
+                                             "FLAGSTREAM_SSL_CAFILE": str(certs.other_ca_cert)}, fault_model_dir)
+        finally:
+            broker.stop()
+    print(f"\nstream with an untrusted CA: exit {code} after {took:.1f}s")
+    assert code == 2, f"exit {code} after {took:.1f}s:\n{stderr[-3000:]}"
+    line = error_line(stderr)
+    assert "not trusted" in line and "ssl_cafile" in line
+    assert took < FAST_S
+
+
+@STARTUP_GAP
+def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, fault_model_dir) -> None:  # noqa: F811
+    broker = TlsFrontedBroker(extra_args=["--authentication"], log_path=tmp_path / "broker.log").start()
+    try:
+        code, stderr, took = run_stream({"FLAGSTREAM_BOOTSTRAP_SERVERS": broker.bootstrap,
+                                         "FLAGSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                                         "FLAGSTREAM_SASL_MECHANISM": "SCRAM-SHA-512",
+                                         "FLAGSTREAM_SASL_USERNAME": "mallory",
+                                         "FLAGSTREAM_SASL_PASSWORD": "wrong-password"}, fault_model_dir)
+    finally:
+        broker.stop()
+    print(f"\nstream with wrong SCRAM credentials: exit {code} after {took:.1f}s")
+    assert code == 2, f"exit {code} after {took:.1f}s:\n{stderr[-3000:]}"
+    line = error_line(stderr)
+    assert "authentication failed" in line and "mallory" in line
+    assert "wrong-password" not in stderr
+    assert took < FAST_S
