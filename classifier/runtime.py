@@ -73,7 +73,8 @@ class InferenceEngine:
 
     ``model`` is called as ``model(input_ids=..., attention_mask=...)`` and must return an object
     with ``.logits``. ``batch_size`` bounds the posts per forward pass; batches are further capped at
-    ``max_tokens`` padded tokens so a run of long posts cannot blow up activation memory.
+    ``max_tokens`` padded tokens so a run of long posts cannot blow up activation memory, and cut
+    where padding would cost more than an extra forward pass (see :meth:`_plan`).
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class InferenceEngine:
         batch_size: int = 64,
         threads: int = 0,
         max_tokens: int | None = None,
+        batch_overhead_tokens: int = 96,
         overlap: bool = True,
     ) -> None:
         if batch_size < 1:
@@ -96,6 +98,7 @@ class InferenceEngine:
         self.max_length = int(max_length)
         self.batch_size = int(batch_size)
         self.max_tokens = int(max_tokens) if max_tokens else self.batch_size * 128
+        self.batch_overhead_tokens = int(batch_overhead_tokens)
         self.precision = resolve_precision(precision)
         self.overlap = overlap
         self.pad_id = int(getattr(tokenizer, "pad_token_id", 0) or 0)
@@ -139,21 +142,34 @@ class InferenceEngine:
         return enc["input_ids"]
 
     def _plan(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Split positions into batches of similar length: sort, then cut by count and padded tokens."""
+        """Split positions into batches of similar length, minimising padded tokens + per-batch cost.
+
+        Texts are sorted by length, so a batch is a contiguous run and its padded width is its last
+        (longest) member. A small dynamic programme picks the cut points: every batch costs its padded
+        tokens plus ``batch_overhead_tokens`` (the fixed cost of one forward pass, in token-equivalents),
+        capped at ``batch_size`` texts and ``max_tokens`` padded tokens. On a stream micro-batch of 64
+        posts of mixed length this splits off the few long ones instead of padding everything to them.
+        """
         order = np.argsort(lengths, kind="stable")
-        batches: list[np.ndarray] = []
-        start = 0
+        widths = lengths[order].astype(np.int64)
         n = len(order)
-        while start < n:
-            end = start
-            # Sorted ascending, so the padded width of [start, end] is lengths[order[end]].
-            while end < n and end - start < self.batch_size:
-                width = int(lengths[order[end]])
-                if end > start and (end - start + 1) * width > self.max_tokens:
-                    break
-                end += 1
-            batches.append(order[start:end])
-            start = end
+        best = np.zeros(n + 1, dtype=np.float64)
+        cut = np.zeros(n + 1, dtype=np.int64)
+        for j in range(1, n + 1):
+            lo = max(0, j - self.batch_size)
+            sizes = j - np.arange(lo, j)
+            padded = sizes * int(widths[j - 1])
+            cost = best[lo:j] + padded + self.batch_overhead_tokens
+            cost[(padded > self.max_tokens) & (sizes > 1)] = np.inf
+            k = int(np.argmin(cost))
+            best[j], cut[j] = cost[k], lo + k
+        batches: list[np.ndarray] = []
+        j = n
+        while j > 0:
+            i = int(cut[j])
+            batches.append(order[i:j])
+            j = i
+        batches.reverse()
         return batches
 
     def _collate(self, ids: list[list[int]], index: np.ndarray) -> _Batch:
