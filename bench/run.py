@@ -304,6 +304,28 @@ def fmt_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def results_markdown(res: dict, table: str) -> str:
+    """bench/RESULTS.md: the table exactly as printed, with the conditions it was measured under."""
+    m = res["model"]
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return "\n".join([
+        "# flagstream benchmark results",
+        "",
+        f"Measured {when} with `python bench/run.py` on **{m['threads']} cores** of an **{res['cpu']}** "
+        f"(`/proc/cpuinfo`; native bf16: {m['native_bf16']}), model `{m['model_info']['ref']}` "
+        f"({res['model_desc']}), {res['texts']['n']} posts from {res['texts']['source']}. "
+        f"Whole run: {res['bench_seconds']:.0f} s. 1-minute load average {res['loadavg_at_start']:.1f} at the start, "
+        f"{res['loadavg_at_end']:.1f} at the end (above {m['threads']} means other work shared the CPU).",
+        "",
+        "```",
+        table,
+        "```",
+        "",
+        "The full JSON line of this run is in `bench/RESULTS.json`.",
+        "",
+    ])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="flagstream benchmark (see module docstring)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: the whole run in under two minutes")
@@ -321,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="rows the transformer rescores (default 20000; smoke 200)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: e2e,archive,cascade")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
+    ap.add_argument("--results-md", type=Path, default=None, help="also write the table as Markdown (bench/RESULTS.md)")
     args = ap.parse_args(argv)
     s = args.smoke
     args.texts = args.texts or (96 if s else 2000)
@@ -341,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     model_dir, model_desc = resolve_model_dir(args.model, texts)
     log(f"model: {model_desc}; {len(texts)} texts from {source}; {threads} threads")
     res: dict = {"bench": "flagstream", "smoke": s, "cpu": cpu_model(), "cores": os.cpu_count(),
+                 "loadavg_at_start": os.getloadavg()[0],
                  "texts": {"n": len(texts), "source": source}, "model_dir": str(model_dir), "model_desc": model_desc}
     res["model"] = bench_model(args, texts, model_dir, threads)
     res["speedup_vs_pipeline"] = res["model"]["speedup_vs_pipeline"]
@@ -370,13 +394,15 @@ def main(argv: list[str] | None = None) -> int:
         if "archive" in res and "linear_model_dir" in res["archive"]:
             res["archive"].pop("linear_model_dir")
     res["bench_seconds"] = round(time.time() - started, 1)
-    if res["archive"].get("skipped"):
-        res["archive"] = {**res["archive"]}
-    print(fmt_table(res) if not res["archive"].get("skipped") else fmt_table({**res, "archive": None}))
+    res["loadavg_at_end"] = os.getloadavg()[0]
+    table = fmt_table(res) if not res["archive"].get("skipped") else fmt_table({**res, "archive": None})
+    print(table)
     line = json.dumps(res, default=str)
     print("BENCH_JSON " + line)
     if args.json_out:
         args.json_out.write_text(line + "\n", encoding="utf-8")
+    if args.results_md:
+        args.results_md.write_text(results_markdown(res, table), encoding="utf-8")
     return 0
 
 
