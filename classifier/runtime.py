@@ -115,8 +115,14 @@ class InferenceEngine:
         if precision == "bf16":
             model = model.to(torch.bfloat16)
         elif precision == "int8":
+            # Dynamic int8 Linear layers (weights per-tensor int8, activations quantised per batch).
+            # Measured, not default: see bench/RESULTS.md for its parity against fp32.
+            import warnings
+
             model = model.float()
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "quantize_per_tensor is deprecated"
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
         else:
             model = model.float()
         return model
