@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loso-sources", default=None, help="comma-separated held-out sources (default: every source with positives)")
     p.add_argument("--loso-transformer", action=argparse.BooleanOptionalAction, default=True,
                    help="also fine-tune the transformer per LOSO fold (slow); --no-loso-transformer = baseline only")
+    p.add_argument("--loso-train-rows", type=int, default=20000, help="training rows per LOSO fold (default 20000)")
+    p.add_argument("--loso-only", action="store_true", help="run only leave-one-source-out and write loso.json")
+    p.add_argument("--loso-from", type=Path, default=None, help="reuse a loso.json from an earlier --loso-only run")
+    p.add_argument("--write-card", action="store_true", help="(re)write MODEL_CARD.md in the model directory from this report")
     p.add_argument("--limit", type=int, default=0, help="evaluate on at most N test rows (smoke runs)")
     p.set_defaults(func=run)
 
@@ -59,6 +63,18 @@ def run(args: argparse.Namespace) -> int:
     train = ds.filter(lambda s: s == "train", input_columns="split")
     out_dir = args.output or PROJECT_ROOT / "reports" / f"{info.name}-{info.version}"
     t0 = time.monotonic()
+    holdouts = args.loso_sources.split(",") if args.loso_sources else list(LOSO_DEFAULT)
+    if args.loso_only:
+        import json
+
+        from classifier.evaluate import _jsonable
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lo = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
+                  transformer=args.loso_transformer, max_train=args.loso_train_rows)
+        (out_dir / "loso.json").write_text(json.dumps(_jsonable(lo), indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out_dir / 'loso.json'} in {time.monotonic() - t0:.0f}s")
+        return 0
 
     print(f"scoring {len(test)} test rows with {info.ref} ...", flush=True)
     p_model = scorer.score(list(test["text"]))
@@ -78,13 +94,22 @@ def run(args: argparse.Namespace) -> int:
         result["validation"] = {info.ref: extra["validation"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     result["plots"] = plot_curves(out_dir, test, {info.ref: p_model, "baseline": p_base}, thresholds)
-    if args.loso:
-        holdouts = args.loso_sources.split(",") if args.loso_sources else list(LOSO_DEFAULT)
+    if args.loso_from:
+        import json
+
+        result["loso"] = json.loads(Path(args.loso_from).read_text(encoding="utf-8"))
+    elif args.loso:
         print(f"leave-one-source-out over {', '.join(holdouts)} ...", flush=True)
         result["loso"] = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
-                              transformer=args.loso_transformer)
+                              transformer=args.loso_transformer, max_train=args.loso_train_rows)
     result["seconds"] = round(time.monotonic() - t0, 1)
     md = write_report(out_dir, result)
+    if args.write_card:
+        from classifier.evaluate import model_card
+
+        manifest = read_manifest(Path(settings.model))
+        (Path(settings.model) / "MODEL_CARD.md").write_text(model_card(manifest, result), encoding="utf-8")
+        print(f"wrote {Path(settings.model) / 'MODEL_CARD.md'}")
 
     print(report_markdown(data_rep))
     print()

@@ -1,0 +1,64 @@
+"""The evaluation report on a small synthetic corpus: metrics, hard-negative FPR, LOSO (baseline), files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+datasets = pytest.importorskip("datasets")
+
+from classifier.evaluate import evaluate_split, loso, markdown_report, plot_curves, write_report  # noqa: E402
+
+
+def _corpus(n_per: int = 40) -> "datasets.Dataset":
+    rng = np.random.default_rng(0)
+    rows = []
+    words = {"p": "join the fight glory to the fighters", "s": "those people are vermin and filth",
+             "n": "police report on the attack downtown today", "o": "nice weather lunch with friends"}
+    plan = [("latent_hatred", "p", 1, None), ("latent_hatred", "o", 0, 0), ("conan", "s", None, 1), ("conan", "n", 0, 0),
+            ("crisislex_boston", "n", 0, None), ("osact2022", "o", 0, 0), ("osact2022", "s", 0, 1),
+            ("germeval_2026", "p", 1, None), ("germeval_2026", "o", 0, None)]
+    for src, kind, p, s in plan:
+        for i in range(n_per):
+            rows.append({"text": f"{words[kind]} {rng.integers(1e6)}", "propaganda": p, "sectarian": s, "source": src,
+                         "lang": {"osact2022": "ar", "germeval_2026": "de"}.get(src, "en"), "group": f"{src}:{kind}:{i}", "weight": 1.0,
+                         "hand": 0, "meta": "", "weak": 0, "split": ("train", "train", "val", "test")[i % 4]})
+    return datasets.Dataset.from_list(rows)
+
+
+def test_evaluate_split_reports_per_source_language_and_hard_negatives():
+    ds = _corpus()
+    test = ds.filter(lambda s: s == "test", input_columns="split")
+    probs = np.zeros((len(test), 2), dtype=np.float32)
+    y = np.array([[np.nan if v is None else v for v in test[c]] for c in ("propaganda", "sectarian")]).T
+    probs[y[:, 0] == 1, 0] = 0.9
+    probs[np.asarray(test["source"]) == "crisislex_boston", 0] = 0.8  # every news row flagged: FPR 1.0 there
+    res = evaluate_split(test, probs, {"propaganda": 0.5, "sectarian": 0.5})
+    prop = res["labels"]["propaganda"]
+    assert prop["per_source"]["latent_hatred"]["recall"] == 1.0
+    assert prop["hard_negative_fpr_per_source"]["crisislex_boston"] == 1.0
+    assert prop["hard_negative_fpr_per_source"]["conan"] == 0.0
+    assert 0 < prop["hard_negative_fpr"] < 1 and prop["arabic_fpr"] == 0.0
+    assert set(prop["per_lang"]) == {"ar", "de", "en"}
+
+
+def test_loso_baseline_and_report_files(tmp_path):
+    ds = _corpus()
+    lo = loso(ds, ["latent_hatred", "osact2022"], steps=0, target=0.9, transformer=False, progress=False)
+    assert set(lo["folds"]) == {"latent_hatred", "osact2022"}
+    assert lo["folds"]["latent_hatred"]["test_rows"] == 80
+    test = ds.filter(lambda s: s == "test", input_columns="split")
+    probs = np.full((len(test), 2), 0.2, dtype=np.float32)
+    thr = {"propaganda": 0.5, "sectarian": 0.5}
+    result = {"model": "m@1", "target_precision": 0.9, "heldout": {"m@1": evaluate_split(test, probs, thr),
+              "baseline": evaluate_split(test, probs, thr)}, "loso": lo}
+    result["plots"] = plot_curves(tmp_path, test, {"m@1": probs, "baseline": probs}, {"m@1": thr, "baseline": thr})
+    md = write_report(tmp_path, result)
+    text = md.read_text()
+    assert "Leave-one-source-out" in text and "| osact2022 |" in text
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert "probs" not in json.dumps(data)
+    assert (tmp_path / "pr_curves.png").stat().st_size > 1000 and (tmp_path / "calibration.png").exists()
+    assert markdown_report(result) == text

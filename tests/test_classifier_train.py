@@ -1,0 +1,64 @@
+"""Training smoke: a few steps on a tiny synthetic set through the real pipeline (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+datasets = pytest.importorskip("datasets")
+torch = pytest.importorskip("torch")
+
+from classifier.scoring import load_scorer  # noqa: E402
+from classifier.train import TrainConfig, Trainer, make_batches  # noqa: E402
+
+
+def _tiny() -> "datasets.Dataset":
+    rows = []
+    for i in range(48):
+        kind = i % 3
+        text = ["glory to the fighters, join the fight", "those people are vermin", "weather is nice today"][kind]
+        rows.append({"text": f"{text} {i}", "propaganda": int(kind == 0), "sectarian": int(kind == 1) if i % 5 else None,
+                     "source": "synthetic", "lang": "en", "group": f"g{i}", "weight": 1.0, "hand": 0, "meta": "",
+                     "weak": 0, "split": "val" if i % 4 == 0 else "train"})
+    return datasets.Dataset.from_list(rows)
+
+
+def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
+    from flagstream.commands.train import fit_and_save
+
+    cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
+    summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")
+    assert summary["training"]["steps"] == 3
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    scorer = load_scorer(tmp_path / "model")
+    assert scorer.info.ref == "flagstream-minilm@0.0.1"
+    probs = scorer.score(["join the fight", "nice weather", ""])
+    assert probs.shape == (3, 2) and np.isfinite(probs).all()
+    size = sum(p.stat().st_size for p in (tmp_path / "model").iterdir())
+    assert size < 25 * 1024 * 1024
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    from classifier.data import targets
+    from classifier.transformer import load_base
+
+    ds = _tiny()
+    cfg = TrainConfig(max_steps=4, batch_size=8, max_length=16, checkpoint_every=2)
+    model, tok = load_base()
+    first = Trainer(model, tok, TrainConfig(**{**cfg.as_dict(), "max_steps": 2}), tmp_path)
+    # a run killed after 2 of 4 steps leaves a checkpoint at step 2
+    first.config.max_steps = 4
+    first.config.time_budget_s = 1e-9
+    out = first.fit(list(ds["text"]), targets(ds), progress=False)
+    assert out["stopped_early"] and out["steps"] == 1
+    model2, tok2 = load_base()
+    again = Trainer(model2, tok2, cfg, tmp_path).fit(list(ds["text"]), targets(ds), resume=True, progress=False)
+    assert again["resumed"] and again["steps"] == 4
+
+
+def test_batches_are_deterministic_and_cover_every_row():
+    lengths = list(np.random.default_rng(0).integers(1, 60, 500))
+    a = make_batches(lengths, 32, seed=1, epoch=0)
+    assert a == make_batches(lengths, 32, seed=1, epoch=0)
+    assert a != make_batches(lengths, 32, seed=1, epoch=1)
+    assert sorted(i for b in a for i in b) == list(range(500))
