@@ -417,15 +417,23 @@ def assert_running(*procs: StreamProcess) -> None:
             raise AssertionError(f"{p.name} exited with code {p.proc.returncode} on its own:\n{tail(p.log_text())}")
 
 
-def wait_until_seen(col: Collector, ids: Iterable[str], timeout_s: float, procs: Iterable[StreamProcess] = ()) -> set[str]:
-    """Like :meth:`Collector.wait_for` but fails early when a pipeline process crashed."""
+def wait_until_seen(col: Collector, ids: Iterable[str], timeout_s: float, procs: Iterable[StreamProcess] = (),
+                    no_progress_s: float = 60.0) -> set[str]:
+    """Like :meth:`Collector.wait_for` but fails early when a pipeline process crashed, and gives
+    up after ``no_progress_s`` without a single new id (lost posts never arrive; waiting for the
+    full deadline would only make the suite slow)."""
     want = set(ids)
     procs = list(procs)
     deadline = time.monotonic() + timeout_s
+    last_missing, last_progress = len(want) + 1, time.monotonic()
     while True:
         assert_running(*procs)
         missing = want - col.seen()
-        if not missing or time.monotonic() > deadline or col.error is not None:
+        now = time.monotonic()
+        if len(missing) < last_missing:
+            last_missing, last_progress = len(missing), now
+        if (not missing or now > deadline or col.error is not None
+                or now - last_progress > no_progress_s):
             return missing
         time.sleep(0.5)
 
