@@ -52,6 +52,7 @@ def run_rescore(model_dir: Path, input_path: Path, output_path: Path, threads: i
            "--model", str(model_dir), "--summary-json", "--log-level", "WARNING", *(extra or [])]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLAGSTREAM_SCORING_THREADS": str(threads),
            "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    output_path.unlink(missing_ok=True)  # a stale file would read as progress
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     samples: list[tuple[float, float, float, int]] = []  # (t, rss, hwm, output bytes)
@@ -100,6 +101,8 @@ def run_rescore(model_dir: Path, input_path: Path, output_path: Path, threads: i
         "peak_rss_mb": round(max((h for _, _, h, _ in samples), default=0.0), 1),
         "rss_at_10pct_rows_mb": round(after[0][1], 1) if after else None,
         "max_rss_after_10pct_rows_mb": round(max(s[1] for s in after), 1) if after else None,
-        "rss_samples": len(samples),
+        "rss_by_output_share_mb": {
+            f"{q}%": round(next((s[1] for s in samples if final and s[3] >= q / 100 * final), samples[-1][1]), 1)
+            for q in (10, 25, 50, 75, 100)} if samples else {},
         "output_mb": round(output_path.stat().st_size / 2**20, 1) if output_path.exists() else None,
     }
