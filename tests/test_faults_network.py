@@ -17,7 +17,6 @@ import pytest
 from streaming.broker import EmbeddedBroker, free_port
 from tests.support.pipeline import (
     Collector,
-    REVOKE_REWIND_BUG,
     PacedProducer,
     StreamProcess,
     Topics,
@@ -89,7 +88,6 @@ def run_network_scenario(tmp_path, model_dir, *, posts: int, rate: float, schedu
                 c.kill()
 
 
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(300)
 def test_network_cut_small(tmp_path, fault_model_dir) -> None:  # noqa: F811
     """Fast-suite version: 1,500 posts; one cut, one short stall."""
@@ -98,7 +96,6 @@ def test_network_cut_small(tmp_path, fault_model_dir) -> None:  # noqa: F811
 
 
 @pytest.mark.slow
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(900)
 def test_network_cut_stall_slow(tmp_path, fault_model_dir) -> None:  # noqa: F811
     """Cuts (one with 4 s of refused connections), a 12 s stall (beyond request and session

@@ -15,7 +15,6 @@ import pytest
 from streaming.broker import EmbeddedBroker
 from tests.support.pipeline import (
     Collector,
-    REVOKE_REWIND_BUG,
     PacedProducer,
     StreamProcess,
     Topics,
@@ -83,14 +82,12 @@ def run_churn(tmp_path, model_dir, *, posts: int, rate: float, min_changes: int,
 
 
 @pytest.mark.slow
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(900)
 def test_rebalance_churn(tmp_path, fault_model_dir) -> None:  # noqa: F811
     run_churn(tmp_path, fault_model_dir, posts=10_000, rate=250, min_changes=12, seed=77, fault="rebalance-churn",
               settle_timeout_s=400)
 
 
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(300)
 def test_member_keeping_its_partitions_across_a_rebalance_loses_nothing(tmp_path, fault_model_dir) -> None:  # noqa: F811
     """Deterministic version of the loss seen under SIGKILL/churn.
@@ -118,7 +115,7 @@ def test_member_keeping_its_partitions_across_a_rebalance_loses_nothing(tmp_path
             assert producer.error is None and len(producer.sent) == 1_000
             time.sleep(1.0)  # A has them buffered, waiting for its batch to fill
             b.start()
-            missing = wait_until_seen(collector, producer.sent, 60, [a, b])
+            missing = wait_until_seen(collector, producer.sent, 60, [a, b], no_progress_s=20)
             result = audit(broker.bootstrap, topics, producer.sent)
             line = report(result, "rebalance-same-partitions")
             assert not result.missing, (f"{line}; e.g. {sorted(result.missing)[:5]}. A's log:\n"

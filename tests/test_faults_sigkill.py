@@ -17,7 +17,6 @@ import pytest
 from streaming.broker import EmbeddedBroker
 from tests.support.pipeline import (
     Collector,
-    REVOKE_REWIND_BUG,
     PacedProducer,
     StreamProcess,
     Topics,
@@ -79,7 +78,6 @@ def run_sigkill_scenario(tmp_path, model_dir, *, posts: int, rate: float, min_ki
                 c.kill()
 
 
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(300)
 def test_sigkill_small(tmp_path, fault_model_dir) -> None:  # noqa: F811
     """Fast-suite version: 2,000 posts, 3 SIGKILLs."""
@@ -88,7 +86,6 @@ def test_sigkill_small(tmp_path, fault_model_dir) -> None:  # noqa: F811
 
 
 @pytest.mark.slow
-@REVOKE_REWIND_BUG
 @pytest.mark.timeout(900)
 def test_sigkill_20k_posts_10_kills(tmp_path, fault_model_dir) -> None:  # noqa: F811
     """Issue 5: >= 20,000 posts, >= 10 kills/restarts at random moments, nothing lost."""

@@ -462,20 +462,3 @@ def warm_up(bootstrap: str, topics: Topics, collector: Collector, procs: Iterabl
     missing = wait_until_seen(collector, warm.sent, timeout_s, procs)
     assert not missing, f"pipeline did not score the warm-up posts within {timeout_s:.0f}s"
 
-
-try:
-    import pytest as _pytest
-
-    #: Known pipeline bug, reproduced deterministically by
-    #: tests/test_faults_rebalance.py::test_member_keeping_its_partitions_across_a_rebalance_loses_nothing.
-    #: Remove this marker from the fault tests once streaming/pipeline.py rewinds after a revoke.
-    REVOKE_REWIND_BUG = _pytest.mark.xfail(
-        strict=False,
-        reason=("known bug (reported): on a rebalance Pipeline._forget (streaming/pipeline.py, called from "
-                "_Listener.on_partitions_revoked) drops buffered uncommitted records, but kafka-python 3.x keeps "
-                "the fetch position of partitions re-assigned to the same member "
-                "(SubscriptionState.assign_from_subscribed preserves TopicPartitionState), so those records are "
-                "never fetched again and the next commit moves past them: posts are lost. Fix: remember the "
-                "lowest dropped offset per partition and consumer.seek() back to it in on_partitions_assigned"))
-except ImportError:  # pragma: no cover
-    pass
