@@ -1,0 +1,360 @@
+"""Message contracts: the one place that says what goes in and out of every topic.
+
+Four topics, four contracts. Everything that reads or writes them (the pipeline, ``flagstream
+produce``, ``flagstream review``, the tests) goes through this module, so a contract can't drift
+between writer and reader. ``docs/messages.md`` describes the same contracts with JSON examples.
+
+posts topic (input, default ``posts``)
+    Value: a UTF-8 JSON object with required ``id`` (non-empty string, at most
+    :data:`MAX_ID_CHARS` characters) and ``text`` (a string with at least one non-space
+    character, at most ``max_text_chars`` characters). Optional: ``lang``, ``author``, ``url``
+    (string or null), ``created_at`` (string, number or null) and ``meta`` (object or null).
+    Any other field is kept and passed through under ``extra``. The whole value may be at most
+    ``max_message_bytes`` bytes. The key is not read (producers should key by post id, as
+    ``flagstream produce`` does, so that a post's history stays in one partition).
+
+review topic (output, default ``posts.review``): one record per *flagged* post
+    Key: the post id (UTF-8). Value: UTF-8 JSON object with ``id``, ``text``, ``labels`` (the
+    flagged label names, in label order), ``scores`` (label -> probability, 6 decimals),
+    ``thresholds`` (label -> threshold used), ``model`` (``{"name", "version"}``), ``source``
+    (``{"topic", "partition", "offset", "timestamp"}``, timestamp = the Kafka record timestamp as
+    ISO-8601 UTC), ``flagged_at`` (ISO-8601 UTC), then whichever of ``lang``, ``author``,
+    ``created_at``, ``url``, ``meta`` the post had, and ``extra`` (unknown post fields) if any.
+    Headers: ``content-type: application/json``, ``flagstream.schema: review.v1``.
+
+scores topic (output, default ``posts.scores``, ``scores_enabled: false`` turns it off)
+    One compact verdict per scored post, flagged or not, so that every post's fate can be audited.
+    Key: the post id. Value: ``id``, ``scores``, ``labels``, ``model``, ``source``, ``scored_at``.
+    Headers: ``content-type: application/json``, ``flagstream.schema: scores.v1``.
+
+dead-letter topic (output, default ``posts.dlq``): every input record that can't be scored
+    Key: the original key, unchanged (may be absent). Value: the original bytes, unchanged, except
+    for ``message_too_large`` records, whose value is cut to the first ``max_message_bytes`` bytes so
+    the dead-letter topic never carries unbounded payloads (``flagstream.original_size`` and
+    ``flagstream.original_sha256`` then describe the full original). Likewise a key over 64 KiB is cut
+    (``flagstream.key_truncated`` = original length) and original headers over 64 KiB in total are
+    dropped (``flagstream.headers_dropped`` = their count). Headers (UTF-8 values):
+    ``flagstream.error`` (error class, one of :data:`ERROR_CLASSES`), ``flagstream.reason`` (one
+    line, no post text), ``flagstream.source.topic``, ``flagstream.source.partition``,
+    ``flagstream.source.offset``, ``flagstream.source.timestamp`` (epoch milliseconds),
+    ``flagstream.failed_at`` (ISO-8601 UTC). The original record's own headers come first,
+    except any whose name starts with ``flagstream.`` (dropped, so they can't be spoofed).
+
+Duplicates: the pipeline is at-least-once, so a consumer that dies between producing a batch and
+committing it re-produces that batch after restart; duplicates carry the same key (post id) and the
+same ``source`` coordinates, which is how a downstream reader can drop them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+MAX_ID_CHARS = 256
+MAX_REASON_CHARS = 300
+# Original headers (in total) and keys larger than this are not copied to the dead-letter topic whole,
+# so a hostile record can never make its own dead-letter record unproducible.
+MAX_PASSTHROUGH_BYTES = 64 * 1024
+HEADER_PREFIX = "flagstream."
+REVIEW_SCHEMA = "review.v1"
+SCORES_SCHEMA = "scores.v1"
+
+# Optional post fields with the types they may have (None = JSON null is always allowed).
+OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
+    "lang": (str,),
+    "author": (str,),
+    "created_at": (str, int, float),
+    "url": (str,),
+    "meta": (dict,),
+}
+
+# Error class -> what it means. The class is the ``flagstream.error`` header and the ``reason`` label
+# of ``flagstream_posts_dead_lettered_total``; the set is closed so metrics stay low-cardinality.
+ERROR_CLASSES: dict[str, str] = {
+    "empty_message": "the record has no value (null or zero bytes)",
+    "message_too_large": "the value is longer than max_message_bytes",
+    "not_utf8": "the value is not valid UTF-8",
+    "not_json": "the value is not valid JSON (or nests too deeply, or uses NaN/Infinity)",
+    "not_object": "the value is JSON but not an object",
+    "missing_id": "the object has no id field",
+    "invalid_id": "id is not a string, is empty, or is too long",
+    "missing_text": "the object has no text field",
+    "invalid_text": "text is not a string, is blank, or holds unencodable characters",
+    "text_too_long": "text is longer than max_text_chars",
+    "invalid_field": "an optional field (lang, author, created_at, url, meta) has the wrong type",
+    "scoring_failed": "the model raised an error on this post's text",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Input
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    """Where an input record came from: enough to find it again in Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset,
+                "timestamp": iso_from_ms(self.timestamp_ms)}
+
+
+@dataclass(frozen=True)
+class Post:
+    """A valid posts-topic record."""
+
+    id: str
+    text: str
+    optional: Mapping[str, Any] = field(default_factory=dict)  # the known optional fields present
+    extra: Mapping[str, Any] = field(default_factory=dict)  # unknown fields, passed through
+
+    @property
+    def lang(self) -> str | None:
+        return self.optional.get("lang")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A posts-topic record that can't be scored: an error class and a one-line reason."""
+
+    error: str
+    reason: str
+
+    def __post_init__(self) -> None:
+        assert self.error in ERROR_CLASSES, self.error
+
+
+class _BadJSON(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _BadJSON(f"JSON uses {name}, which is not valid JSON")
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+def parse_post(value: bytes | None, *, max_text_chars: int, max_message_bytes: int) -> Post | Rejection:
+    """Validate one posts-topic record value; never raises on any input bytes.
+
+    Checks run cheapest first, and the reason never quotes the post's text (it goes to logs and
+    headers). Returns a :class:`Post` or a :class:`Rejection`.
+    """
+    if not value:
+        return Rejection("empty_message", "record has no value")
+    if len(value) > max_message_bytes:
+        return Rejection("message_too_large", f"value is {len(value)} bytes, over max_message_bytes={max_message_bytes}")
+    try:
+        raw = bytes(value).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection("not_utf8", f"invalid UTF-8 at byte {exc.start}")
+    try:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except _BadJSON as exc:
+        return Rejection("not_json", str(exc))
+    except json.JSONDecodeError as exc:
+        return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        return Rejection("not_json", "JSON nests too deeply")
+    if not isinstance(obj, dict):
+        return Rejection("not_object", f"value is a JSON {_type_name(obj)}, expected an object")
+
+    if "id" not in obj:
+        return Rejection("missing_id", "object has no 'id' field")
+    pid = obj["id"]
+    if not isinstance(pid, str):
+        return Rejection("invalid_id", f"'id' is a {_type_name(pid)}, expected a string")
+    if not pid.strip():
+        return Rejection("invalid_id", "'id' is empty")
+    if len(pid) > MAX_ID_CHARS:
+        return Rejection("invalid_id", f"'id' is {len(pid)} characters, over {MAX_ID_CHARS}")
+
+    if "text" not in obj:
+        return Rejection("missing_text", "object has no 'text' field")
+    text = obj["text"]
+    if not isinstance(text, str):
+        return Rejection("invalid_text", f"'text' is a {_type_name(text)}, expected a string")
+    if not text.strip():
+        return Rejection("invalid_text", "'text' is empty")
+    if len(text) > max_text_chars:
+        return Rejection("text_too_long", f"'text' is {len(text)} characters, over max_text_chars={max_text_chars}")
+
+    optional: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, val in obj.items():
+        if key in ("id", "text"):
+            continue
+        if key in OPTIONAL_FIELDS:
+            allowed = OPTIONAL_FIELDS[key]
+            if val is not None and (not isinstance(val, allowed) or isinstance(val, bool)):
+                want = " or ".join(dict.fromkeys("object" if t is dict else _type_name(t()) for t in allowed))
+                return Rejection("invalid_field", f"'{key}' is a {_type_name(val)}, expected {want} or null")
+            if isinstance(val, float) and not math.isfinite(val):  # pragma: no cover - parse_constant stops these
+                return Rejection("invalid_field", f"'{key}' is not a finite number")
+            optional[key] = val
+        else:
+            extra[key] = val
+
+    # A JSON escape like "\ud800" decodes to a lone surrogate, which no UTF-8 output can carry.
+    if "\\u" in raw:
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            where = "text" if _has_surrogate(text) else ("id" if _has_surrogate(pid) else "a field")
+            err = "invalid_text" if where == "text" else ("invalid_id" if where == "id" else "invalid_field")
+            return Rejection(err, f"{where} holds a lone UTF-16 surrogate escape, which is not encodable")
+    return Post(id=pid, text=text, optional=optional, extra=extra)
+
+
+def _has_surrogate(s: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in s)
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutRecord:
+    """Everything a producer needs: topic is chosen by the caller."""
+
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _json_headers(schema: str) -> list[tuple[str, bytes]]:
+    return [("content-type", b"application/json"), (HEADER_PREFIX + "schema", schema.encode())]
+
+
+def review_record(post: Post, source: Source, scores: Mapping[str, float], labels: Sequence[str],
+                  thresholds: Mapping[str, float], model: Mapping[str, str], flagged_at: str | None = None) -> OutRecord:
+    """The review-topic record for a flagged post (see the module docstring for the contract)."""
+    body: dict[str, Any] = {
+        "id": post.id,
+        "text": post.text,
+        "labels": list(labels),
+        "scores": dict(scores),
+        "thresholds": {k: float(v) for k, v in thresholds.items()},
+        "model": dict(model),
+        "source": source.as_dict(),
+        "flagged_at": flagged_at or now_iso(),
+    }
+    body.update(post.optional)
+    if post.extra:
+        body["extra"] = dict(post.extra)
+    return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(REVIEW_SCHEMA))
+
+
+def scores_record(post: Post, source: Source, scores: Mapping[str, float], labels: Sequence[str],
+                  model: Mapping[str, str], scored_at: str | None = None) -> OutRecord:
+    """The scores-topic verdict for any scored post (see the module docstring for the contract)."""
+    body = {"id": post.id, "scores": dict(scores), "labels": list(labels), "model": dict(model),
+            "source": source.as_dict(), "scored_at": scored_at or now_iso()}
+    return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(SCORES_SCHEMA))
+
+
+def dead_letter_record(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None,
+                       rejection: Rejection, source: Source, max_message_bytes: int,
+                       failed_at: str | None = None) -> OutRecord:
+    """The dead-letter record for a rejected input (see the module docstring for the contract)."""
+    original = bytes(value) if value is not None else b""
+    out_headers = [(str(k), bytes(v) if v is not None else b"") for k, v in (headers or [])
+                   if not str(k).startswith(HEADER_PREFIX)]
+    notes: list[tuple[str, bytes]] = []
+    if sum(len(k) + len(v) for k, v in out_headers) > MAX_PASSTHROUGH_BYTES:
+        notes.append((HEADER_PREFIX + "headers_dropped", str(len(out_headers)).encode()))
+        out_headers = []
+    if key is not None and len(key) > MAX_PASSTHROUGH_BYTES:
+        notes.append((HEADER_PREFIX + "key_truncated", str(len(key)).encode()))
+        key = bytes(key[:MAX_PASSTHROUGH_BYTES])
+    out_headers += notes
+    out_headers += [
+        (HEADER_PREFIX + "error", rejection.error.encode()),
+        (HEADER_PREFIX + "reason", one_line(rejection.reason).encode("utf-8")),
+        (HEADER_PREFIX + "source.topic", source.topic.encode("utf-8")),
+        (HEADER_PREFIX + "source.partition", str(source.partition).encode()),
+        (HEADER_PREFIX + "source.offset", str(source.offset).encode()),
+        (HEADER_PREFIX + "source.timestamp", str(source.timestamp_ms if source.timestamp_ms is not None else "").encode()),
+        (HEADER_PREFIX + "failed_at", (failed_at or now_iso()).encode()),
+    ]
+    if len(original) > max_message_bytes:
+        out_headers += [
+            (HEADER_PREFIX + "original_size", str(len(original)).encode()),
+            (HEADER_PREFIX + "original_sha256", hashlib.sha256(original).hexdigest().encode()),
+        ]
+        original = original[:max_message_bytes]
+    return OutRecord(key, original, out_headers)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead-letter record read back: what :func:`read_dead_letter` returns."""
+
+    key: bytes | None
+    value: bytes
+    error: str
+    reason: str
+    source: Source
+    headers: dict[str, bytes]
+
+
+def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> DeadLetter:
+    """Parse the ``flagstream.*`` headers of a dead-letter record."""
+    h = {k: v for k, v in (headers or [])}
+
+    def get(name: str) -> str:
+        return (h.get(HEADER_PREFIX + name) or b"").decode("utf-8", "replace")
+
+    ts = get("source.timestamp")
+    source = Source(get("source.topic"), int(get("source.partition") or -1), int(get("source.offset") or -1),
+                    int(ts) if ts.lstrip("-").isdigit() else None)
+    return DeadLetter(key, value or b"", get("error"), get("reason"), source, h)
+
+
+def decode_json_record(value: bytes | None) -> dict[str, Any]:
+    """Read back a review or scores value (raises ValueError on anything else)."""
+    obj = json.loads(value or b"")
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+def iso_from_ms(ms: int | None) -> str | None:
+    if ms is None or ms < 0:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+__all__ = [
+    "ERROR_CLASSES", "OPTIONAL_FIELDS", "MAX_ID_CHARS", "Post", "Rejection", "Source", "OutRecord", "DeadLetter",
+    "parse_post", "review_record", "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
+    "iso_from_ms", "now_iso", "one_line",
+]

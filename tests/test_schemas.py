@@ -1,0 +1,169 @@
+"""Message contracts (streaming.schemas): every rejection class, every output field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streaming import schemas
+from streaming.produce import iter_csv, iter_jsonl
+from streaming.review import render_review, safe_text
+from streaming.schemas import Post, Rejection, Source, parse_post
+
+LIMITS = dict(max_text_chars=100, max_message_bytes=2048)
+
+
+def parse(value: bytes | None):
+    return parse_post(value, **LIMITS)
+
+
+@pytest.mark.parametrize("value, error", [
+    (None, "empty_message"),
+    (b"", "empty_message"),
+    (b"x" * 3000, "message_too_large"),
+    (b'{"id": "a", "text": "caf\xe9"}', "not_utf8"),
+    (b"\xff\xfe\x00", "not_utf8"),
+    (b"not json", "not_json"),
+    (b'{"id": "a", "text": "t"', "not_json"),
+    (b'{"id": "a", "text": "t", "n": NaN}', "not_json"),
+    (b"[" * 1020 + b"]" * 1020, "not_json"),
+    (b'["id", "text"]', "not_object"),
+    (b'"just a string"', "not_object"),
+    (b"42", "not_object"),
+    (b"null", "not_object"),
+    (b'{"text": "no id"}', "missing_id"),
+    (b'{"id": 7, "text": "t"}', "invalid_id"),
+    (b'{"id": null, "text": "t"}', "invalid_id"),
+    (b'{"id": "", "text": "t"}', "invalid_id"),
+    (b'{"id": "   ", "text": "t"}', "invalid_id"),
+    (json.dumps({"id": "x" * 300, "text": "t"}).encode(), "invalid_id"),
+    (b'{"id": "a"}', "missing_text"),
+    (b'{"id": "a", "text": 5}', "invalid_text"),
+    (b'{"id": "a", "text": ["t"]}', "invalid_text"),
+    (b'{"id": "a", "text": ""}', "invalid_text"),
+    (b'{"id": "a", "text": " \\n\\t "}', "invalid_text"),
+    (b'{"id": "a", "text": "bad \\ud800 surrogate"}', "invalid_text"),
+    (json.dumps({"id": "a", "text": "w" * 101}).encode(), "text_too_long"),
+    (b'{"id": "a", "text": "t", "meta": [1]}', "invalid_field"),
+    (b'{"id": "a", "text": "t", "lang": 3}', "invalid_field"),
+    (b'{"id": "a", "text": "t", "created_at": true}', "invalid_field"),
+])
+def test_every_rejection_class(value, error):
+    res = parse(value)
+    assert isinstance(res, Rejection), res
+    assert res.error == error
+    assert res.error in schemas.ERROR_CLASSES
+    assert "\n" not in res.reason and 0 < len(res.reason) <= schemas.MAX_REASON_CHARS
+
+
+def test_reason_never_quotes_text():
+    secret = "my secret post text"
+    res = parse(json.dumps({"id": "a", "text": secret * 10}).encode())
+    assert isinstance(res, Rejection) and secret not in res.reason
+
+
+def test_valid_post_keeps_optional_and_unknown_fields():
+    value = json.dumps({"id": "p1", "text": "hello", "lang": "en", "author": None, "created_at": 1700000000,
+                        "url": "https://x.example", "meta": {"a": [1, 2]}, "likes": 3, "nested": {"k": "v"}}).encode()
+    post = parse(value)
+    assert isinstance(post, Post)
+    assert post.id == "p1" and post.text == "hello"
+    assert post.optional == {"lang": "en", "author": None, "created_at": 1700000000, "url": "https://x.example",
+                             "meta": {"a": [1, 2]}}
+    assert post.extra == {"likes": 3, "nested": {"k": "v"}}
+
+
+def test_text_at_the_limit_and_control_characters_are_fine():
+    post = parse(json.dumps({"id": "p", "text": "\u202ew" * 50}).encode())
+    assert isinstance(post, Post) and len(post.text) == 100
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000))
+def test_parse_never_raises_on_arbitrary_bytes(value):
+    res = parse(value)
+    assert isinstance(res, (Post, Rejection))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+                    max_leaves=20))
+def test_parse_never_raises_on_arbitrary_json(obj):
+    res = parse(json.dumps(obj).encode())
+    assert isinstance(res, (Post, Rejection))
+    if isinstance(res, Post):  # outputs of a valid post always encode
+        schemas.review_record(res, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
+
+
+def test_review_record_contract():
+    post = parse(json.dumps({"id": "p9", "text": "txt", "lang": "fr", "meta": {"k": 1}, "other": True}).encode())
+    rec = schemas.review_record(post, Source("posts", 2, 41, 1_700_000_000_123), {"propaganda": 0.9, "sectarian": 0.1},
+                                ["propaganda"], {"propaganda": 0.5, "sectarian": 0.6}, {"name": "m", "version": "2"},
+                                flagged_at="2026-01-01T00:00:00.000Z")
+    assert rec.key == b"p9"
+    body = json.loads(rec.value)
+    assert body == {
+        "id": "p9", "text": "txt", "labels": ["propaganda"], "scores": {"propaganda": 0.9, "sectarian": 0.1},
+        "thresholds": {"propaganda": 0.5, "sectarian": 0.6}, "model": {"name": "m", "version": "2"},
+        "source": {"topic": "posts", "partition": 2, "offset": 41, "timestamp": "2023-11-14T22:13:20.123Z"},
+        "flagged_at": "2026-01-01T00:00:00.000Z", "lang": "fr", "meta": {"k": 1}, "extra": {"other": True},
+    }
+    assert dict(rec.headers)["flagstream.schema"] == b"review.v1"
+
+
+def test_scores_record_contract():
+    post = parse(b'{"id": "p1", "text": "t"}')
+    rec = schemas.scores_record(post, Source("posts", 0, 3, None), {"a": 0.1}, [], {"name": "m", "version": "1"},
+                                scored_at="X")
+    assert rec.key == b"p1"
+    assert json.loads(rec.value) == {"id": "p1", "scores": {"a": 0.1}, "labels": [], "model": {"name": "m", "version": "1"},
+                                     "source": {"topic": "posts", "partition": 0, "offset": 3, "timestamp": None},
+                                     "scored_at": "X"}
+
+
+def test_dead_letter_keeps_key_bytes_and_headers():
+    value = b"\xff not utf8"
+    rej = parse(value)
+    rec = schemas.dead_letter_record(b"\x00key", value, [("trace", b"abc"), ("flagstream.error", b"spoof")], rej,
+                                     Source("posts", 1, 7, 123), max_message_bytes=2048)
+    assert rec.key == b"\x00key" and rec.value == value
+    assert rec.headers[0] == ("trace", b"abc")
+    assert [k for k, _ in rec.headers].count("flagstream.error") == 1
+    dl = schemas.read_dead_letter(rec.key, rec.value, rec.headers)
+    assert (dl.error, dl.source) == ("not_utf8", Source("posts", 1, 7, 123))
+    assert dl.reason.startswith("invalid UTF-8")
+
+
+def test_dead_letter_cuts_oversized_values_and_says_so():
+    value = b"y" * 5000
+    rec = schemas.dead_letter_record(None, value, None, parse(value), Source("p", 0, 0, 0), max_message_bytes=2048)
+    h = dict(rec.headers)
+    assert rec.key is None and rec.value == value[:2048]
+    assert h["flagstream.error"] == b"message_too_large"
+    assert h["flagstream.original_size"] == b"5000"
+    import hashlib
+
+    assert h["flagstream.original_sha256"] == hashlib.sha256(value).hexdigest().encode()
+
+
+def test_review_rendering_neutralises_terminal_tricks():
+    msg = {"id": "x\u202e1", "text": "evil \x1b[31mred\x1b[0m \u202eoverride\nnewline", "labels": ["propaganda"],
+           "scores": {"propaganda": 0.9}, "thresholds": {"propaganda": 0.5}, "model": {"name": "m", "version": "1"},
+           "source": {"topic": "posts", "partition": 0, "offset": 1}}
+    out = render_review(msg)
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "\\u001b" in out and "\\u202e" in out and "FLAGGED propaganda 0.90" in out
+    assert safe_text("a" * 500, 10) == "a" * 9 + "…"
+
+
+def test_produce_readers_key_by_id():
+    lines = [b'{"id": "a1", "text": "t"}\n', b"\n", b"garbage\n", b'{"id": 5, "text": "t"}']
+    assert list(iter_jsonl(lines)) == [(b"a1", b'{"id": "a1", "text": "t"}'), (None, b"garbage"),
+                                       (None, b'{"id": 5, "text": "t"}')]
+    rows = list(iter_csv('id,text,lang,meta\nc1,hello,en,"{""k"": 1}"\nc2,bye,,\n'))
+    assert rows[0][0] == b"c1" and json.loads(rows[0][1]) == {"id": "c1", "text": "hello", "lang": "en", "meta": {"k": 1}}
+    assert json.loads(rows[1][1]) == {"id": "c2", "text": "bye"}
