@@ -17,7 +17,7 @@ An unreachable broker is not permanent (it may still be starting): that is repor
 :func:`classify_startup_error` maps exceptions raised later by kafka-python clients to the same
 kind of line (or ``None`` when the error is not a security/auth problem).
 
-Only the Kafka protocol is spoken (SaslHandshake v1, SaslAuthenticate v1), so this works
+Only the Kafka protocol is spoken (SaslHandshake v1, SaslAuthenticate v1, Metadata v4), so this works
 against any Kafka-compatible cluster, not just the embedded test broker.
 """
 
@@ -253,7 +253,8 @@ def _probe_one(host: str, port: int, kw: Mapping[str, Any], timeout_s: float) ->
             if reason:
                 return TransportCheck(where, False, fatal=reason)
         try:  # one ordinary request: a SASL-only listener closes the connection here
-            _call(sock, _METADATA, 0, 9, str(kw.get("client_id") or "flagstream"), struct.pack(">i", 0))
+            # Metadata v4 (Kafka >= 0.11 and still in 4.x after KIP-896), no topics, no auto-creation.
+            _call(sock, _METADATA, 4, 9, str(kw.get("client_id") or "flagstream"), struct.pack(">ib", 0, 0))
         except _Closed:
             if protocol.startswith("SASL"):
                 return TransportCheck(where, False, fatal=(

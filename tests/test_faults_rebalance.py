@@ -115,7 +115,7 @@ def test_member_keeping_its_partitions_across_a_rebalance_loses_nothing(tmp_path
             assert producer.error is None and len(producer.sent) == 1_000
             time.sleep(1.0)  # A has them buffered, waiting for its batch to fill
             b.start()
-            missing = wait_until_seen(collector, producer.sent, 60, [a, b], no_progress_s=20)
+            missing = wait_until_seen(collector, producer.sent, 90, [a, b], no_progress_s=45)  # A flushes after 20 s
             result = audit(broker.bootstrap, topics, producer.sent)
             line = report(result, "rebalance-same-partitions")
             assert not result.missing, (f"{line}; e.g. {sorted(result.missing)[:5]}. A's log:\n"
