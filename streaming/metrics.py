@@ -68,6 +68,9 @@ class PipelineMetrics:
         self.model_info = Info("flagstream_model", "The model in use", registry=r)
         for reason in ERROR_CLASSES:  # export zeros, so dashboards and alerts see every series from the start
             self.dead_lettered.labels(reason=reason)
+        for error in ("CheckpointProducerTimeout", "CheckpointProduceFailed", "CheckpointCommitFailed",
+                      "CheckpointCommitTimeout", "CheckpointTransactionFailed"):
+            self.commit_failures.labels(error=error)
 
     def set_model(self, info: ModelInfo) -> None:
         self.model_info.info({"name": info.name, "version": info.version, "kind": info.kind})

@@ -25,7 +25,8 @@ Guarantees and how they are kept:
   dead-letter topic with its error class; a scorer exception on a batch falls back to scoring the
   posts one by one and dead-letters only the ones that still fail (``scoring_failed``).
 - Broker unreachable at start: retries with backoff until ``startup_timeout_s``, then one line and
-  a non-zero exit. Broker lost mid-run: clear log lines, the loop keeps polling (kafka-python
+  a non-zero exit; a TLS/SASL misconfiguration (:func:`streaming.security.ensure_transport`) ends the
+  start at once with its cause. Broker lost mid-run: clear log lines, the loop keeps polling (kafka-python
   reconnects with backoff up to ``reconnect_backoff_max_ms``), a failed checkpoint rewinds the
   consumer to the batch start and replaces the producer, and when the broker answers again the
   topics are ensured again (a memory broker comes back empty) and the producer is replaced (its
@@ -59,6 +60,7 @@ from streaming.checkpoint import (
 from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
 from streaming.health import BrokerProbe, Health, HealthServer
 from streaming.metrics import PipelineMetrics
+from streaming.security import ensure_transport
 from streaming.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,12 @@ class Pipeline:
         self.probe.start()
 
         def connect(timeout_s: float) -> None:
+            # One probe with the client's own TLS/SASL settings first: an untrusted certificate or wrong
+            # credentials end the command at once with the cause (TransportSecurityError, a UserError),
+            # instead of being retried as "unreachable" until startup_timeout_s.
+            check = ensure_transport(s, timeout_s)
+            if not check.ok:
+                raise BrokerUnavailable(check.retriable or "not reachable")
             admin = make_admin(s, timeout_s)
             try:
                 ensure_topics(s, admin)
