@@ -165,6 +165,8 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
+        if key == "config":  # FLAGSTREAM_CONFIG names the YAML file itself; load_settings reads it
+            continue
         if key not in Settings.model_fields:
             raise ConfigError(
                 f"unknown environment variable {name}; valid names are FLAGSTREAM_ + one of "
@@ -223,8 +225,7 @@ def load_settings(
                     f"{ENV_PREFIX}{secret.upper()} or {secret}_file instead"
                 )
         data.update(loaded)
-    env = {k: v for k, v in env_overrides(environ).items() if k != "config"}
-    data.update(env)
+    data.update(env_overrides(environ))
     data.update({k: v for k, v in (cli_overrides or {}).items() if v is not None})
     data.pop("config", None)
     try:

@@ -70,3 +70,10 @@ def test_cli_config_show_masks_and_bad_flag_is_one_line() -> None:
                          capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "batch_size" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_flagstream_config_env_names_the_yaml(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("group_id: via-env-config\n")
+    s = load_settings(None, environ={"FLAGSTREAM_CONFIG": str(cfg)})
+    assert s.group_id == "via-env-config"
