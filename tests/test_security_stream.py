@@ -23,9 +23,6 @@ from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, make_certs,
 
 pytestmark = pytest.mark.timeout(180)
 FAST_S = 15.0  # includes interpreter start and model load; the start-up timeout is 20 s
-STARTUP_GAP = pytest.mark.xfail(
-    strict=False,
-    reason="known gap (reported): Pipeline._start (streaming/pipeline.py) does not call streaming.security.ensure_transport, so kafka-python retries an untrusted certificate / wrong SCRAM credentials until startup_timeout_s and the process exits with 'broker ... unreachable' instead of the cause")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +53,6 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-@STARTUP_GAP
 @pytest.mark.skipif(stunnel_binary() is None, reason="stunnel4 is not installed (scripts/install-test-deps.sh)")
 def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
     broker_port = free_port()
@@ -78,7 +74,6 @@ def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model
     assert took < FAST_S
 
 
-@STARTUP_GAP
 def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, fault_model_dir) -> None:  # noqa: F811
     broker = TlsFrontedBroker(extra_args=["--authentication"], log_path=tmp_path / "broker.log").start()
     try:
