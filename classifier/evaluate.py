@@ -272,14 +272,22 @@ def markdown_report(result: dict[str, Any]) -> str:
                 for kind in ("transformer", "baseline"):
                     m = fold.get(kind, {}).get("metrics", {}).get(lab)
                     cells += [fmt(m["f1"]) if m and m["pos"] else "-", fmt(m["precision"]) if m and m["pos"] else "-",
-                              fmt(m["recall"]) if m and m["pos"] else "-", fmt(m["fpr"], 4) if m else "-"]
+                              fmt(m["recall"]) if m and m["pos"] else "-", fmt(m.get("pr_auc")) if m and m["pos"] else "-",
+                              fmt(m["fpr"], 4) if m else "-"]
                 cells.append(str(fold.get("transformer", fold.get("baseline", {})).get("metrics", {}).get(lab, {}).get("pos", "-")))
                 rows.append(cells)
-        out.append(_table(rows, ["held-out source", "label", "transformer F1", "P", "R", "FPR", "baseline F1", "P", "R", "FPR", "positives"]))
+        out.append(_table(rows, ["held-out source", "label", "transformer F1", "P", "R", "PR-AUC", "FPR", "baseline F1", "P", "R", "PR-AUC", "FPR", "positives"]))
         out.append("")
+        def macro_auc(kind: str, lab: str) -> float:
+            vals = [f[kind]["metrics"][lab].get("pr_auc") for f in lo["folds"].values()
+                    if kind in f and f[kind]["metrics"][lab]["pos"]]
+            vals = [v for v in vals if v is not None and not (isinstance(v, float) and np.isnan(v))]
+            return float(np.mean(vals)) if vals else float("nan")
+
         rows = [[lab, kind, fmt(lo[kind][lab]["pooled_f1"]), fmt(lo[kind][lab]["macro_f1"]), fmt(lo[kind][lab]["pooled_precision"]),
-                 fmt(lo[kind][lab]["pooled_recall"]), str(lo[kind][lab]["folds"])] for lab in LABELS for kind in ("transformer", "baseline") if kind in lo]
-        out.append(_table(rows, ["label", "model", "pooled F1", "macro F1", "pooled P", "pooled R", "folds with positives"]))
+                 fmt(lo[kind][lab]["pooled_recall"]), fmt(macro_auc(kind, lab)), str(lo[kind][lab]["folds"])]
+                for lab in LABELS for kind in ("transformer", "baseline") if kind in lo]
+        out.append(_table(rows, ["label", "model", "pooled F1", "macro F1", "pooled P", "pooled R", "macro PR-AUC", "folds with positives"]))
         out.append("")
     for lab in LABELS:
         out.append(f"## {lab}: per source")

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loso-train-rows", type=int, default=20000, help="training rows per LOSO fold (default 20000)")
     p.add_argument("--loso-only", action="store_true", help="run only leave-one-source-out and write loso.json")
     p.add_argument("--loso-from", type=Path, default=None, help="reuse a loso.json from an earlier --loso-only run")
+    p.add_argument("--merge-loso", type=Path, default=None,
+                   help="only add this loso.json to the report.json already in --output and rewrite report/card (no scoring)")
     p.add_argument("--write-card", action="store_true", help="(re)write MODEL_CARD.md in the model directory from this report")
     p.add_argument("--limit", type=int, default=0, help="evaluate on at most N test rows (smoke runs)")
     p.set_defaults(func=run)
@@ -48,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.merge_loso:
+        return merge_loso(args, settings)
     scorer = load_scorer(settings.model)
     info = scorer.info
     seed = 13
@@ -126,4 +130,25 @@ def run(args: argparse.Namespace) -> int:
                 f"{kind} pooled F1 {fmt(result['loso'][kind][lab]['pooled_f1'])} macro F1 {fmt(result['loso'][kind][lab]['macro_f1'])}"
                 for kind in ("transformer", "baseline") if kind in result["loso"]))
     print(f"report: {md} (+ report.json, {', '.join(result['plots'])}) in {result['seconds']:.0f}s")
+    return 0
+
+
+def merge_loso(args: argparse.Namespace, settings) -> int:
+    """Attach a separately computed loso.json to an existing report (report.json) and rewrite report + card."""
+    import json
+
+    from classifier.evaluate import model_card, write_report
+    from classifier.manifest import read_manifest
+
+    manifest = read_manifest(Path(settings.model))
+    out_dir = args.output or PROJECT_ROOT / "reports" / f"{manifest.name}-{manifest.version}"
+    report_json = out_dir / "report.json"
+    if not report_json.exists():
+        raise UserError(f"{report_json} does not exist; run flagstream evaluate --output {out_dir} first")
+    result = json.loads(report_json.read_text(encoding="utf-8"))
+    result["loso"] = json.loads(Path(args.merge_loso).read_text(encoding="utf-8"))
+    md = write_report(out_dir, result)
+    if args.write_card:
+        (Path(settings.model) / "MODEL_CARD.md").write_text(model_card(manifest, result), encoding="utf-8")
+    print(f"report: {md}")
     return 0
