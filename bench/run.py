@@ -128,9 +128,9 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
     # --- the baseline ------------------------------------------------------------------------------
     log("baseline: transformers pipeline, tuning batch size")
     pipe, labels = baseline_pipeline(model_dir, threads)
-    tune_n = min(len(norm), 64 if args.smoke else 384)
+    tune_n = min(len(norm), 64 if args.smoke else 256)
     tuned = {}
-    for bs in ([1, 8, 32] if args.smoke else [1, 4, 8, 16, 32, 64]):
+    for bs in ([1, 8, 32] if args.smoke else [1, 8, 16, 32, 64]):
         rate, _ = timed_rate(lambda xs, bs=bs: pipe(xs, batch_size=bs), norm[:tune_n], 1)
         tuned[bs] = round(rate, 1)
     best_bs = max(tuned, key=tuned.get)
@@ -192,14 +192,14 @@ def bench_cascade(args, model_dir: Path, threads: int) -> dict:
     ds = load_corpus(args.data_dir)
     train_idx = [i for i, s in enumerate(ds["split"]) if s == "train"]
     rng = np.random.default_rng(1)
-    cap = 6000 if args.smoke else 40000
+    cap = args.cascade_train_rows or (6000 if args.smoke else 40000)
     if len(train_idx) > cap:
         train_idx = sorted(rng.choice(train_idx, cap, replace=False).tolist())
     train = ds.select(train_idx)
     lin = LinearModel.fit(list(train["text"]), targets(train), sample_weight=np.asarray(train["weight"], dtype=np.float64))
     tr = load_scorer(model_dir, threads=threads, batch_size=args.batch_size)
     thr = np.array([tr.info.thresholds[l] for l in tr.info.labels])
-    n = 400 if args.smoke else 3000
+    n = args.cascade_posts or (400 if args.smoke else 3000)
     val = _cascade_feed(ds, "val", n, 0.9, 2)
     test = _cascade_feed(ds, "test", n, 0.9, 3)
     # Skip threshold on validation: the largest that keeps 99.5% of the transformer's flags.
@@ -249,7 +249,8 @@ def bench_archive(args, model_dir: Path, threads: int, work: Path) -> dict:
     log(f"archive: writing {args.archive_rows} synthetic rows (JSONL and Parquet)")
     t = time.perf_counter()
     write_archive(jsonl, args.archive_rows)
-    write_archive(parquet, args.archive_rows)
+    parquet_rows = args.archive_parquet_rows or args.archive_rows
+    write_archive(parquet, parquet_rows)
     out["generate_s"] = round(time.perf_counter() - t, 1)
     out["jsonl_mb"] = round(jsonl.stat().st_size / 2**20, 1)
     prefix_rows = min(args.archive_rows, args.archive_transformer_rows)
@@ -266,10 +267,10 @@ def bench_archive(args, model_dir: Path, threads: int, work: Path) -> dict:
         out["transformer"]["projected_hours_for_all_rows"] = round(
             args.archive_rows / out["transformer"]["posts_per_s"] / 3600, 2)
     linear = train_linear_standin(work / "linear", 600 if args.smoke else 3000)
-    for name, src, dst in (("linear_jsonl", jsonl, work / "scores.jsonl"),
-                           ("linear_parquet", parquet, work / "scores.parquet")):
-        log(f"archive: linear stand-in rescoring all {args.archive_rows} rows ({name})")
-        out[name] = {"input": f"all {args.archive_rows} rows", **run_rescore(linear, src, dst, threads)}
+    for name, src, dst, rows in (("linear_jsonl", jsonl, work / "scores.jsonl", args.archive_rows),
+                                 ("linear_parquet", parquet, work / "scores.parquet", parquet_rows)):
+        log(f"archive: linear stand-in rescoring all {rows} rows ({name})")
+        out[name] = {"input": f"all {rows} rows", **run_rescore(linear, src, dst, threads)}
         dst.unlink(missing_ok=True)
     out["linear_model_dir"] = str(linear)
     return out
@@ -378,9 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--e2e-posts", type=int, default=None, help="posts for the stream throughput (default 6000; smoke 150)")
     ap.add_argument("--latency-seconds", type=float, default=None, help="steady-load phase (default 30; smoke 4)")
     ap.add_argument("--archive-rows", type=int, default=None, help="archive size (default 1000000; smoke 3000)")
+    ap.add_argument("--archive-parquet-rows", type=int, default=None,
+                    help="rows of the Parquet archive (default: --archive-rows)")
     ap.add_argument("--archive-transformer-rows", type=int, default=None,
                     help="rows the transformer rescores (default 20000; smoke 200)")
     ap.add_argument("--cascade", action="store_true", help="measure the cascade in --smoke mode too")
+    ap.add_argument("--cascade-train-rows", type=int, default=None, help="linear stage training rows (default 40000)")
+    ap.add_argument("--cascade-posts", type=int, default=None, help="posts per cascade feed (default 3000)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: e2e,archive,cascade")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     ap.add_argument("--results-md", type=Path, default=None, help="also write the table as Markdown (bench/RESULTS.md)")
