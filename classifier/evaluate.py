@@ -371,7 +371,8 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         f"- Training: {tr.get('steps')} of {tr.get('total_steps')} optimizer steps, batch {cfg.get('batch_size')}, "
         f"max_length {cfg.get('max_length')}, lr {cfg.get('lr')} (head {cfg.get('head_lr')}), seed {cfg.get('seed')}, "
         f"bf16 autocast on CPU, {tr.get('seconds')} s of training on a 2-core CPU shared with other jobs"
-        f"{' (resumed from a checkpoint)' if tr.get('resumed') else ''}; {tr.get('rows')} training rows.",
+        f"{' (resumed from a checkpoint)' if tr.get('resumed') else ''}; {tr.get('rows')} training rows."
+        + (f" {extra['training_note']}" if extra.get("training_note") else ""),
         "",
         "## Labels",
         "",
