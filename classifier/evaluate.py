@@ -422,6 +422,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "",
         "## Evaluation",
         "",
+        *verdict(result),
         report,
         "## Known failure modes",
         "",
@@ -440,3 +441,30 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "",
     ]
     return "\n".join(lines)
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """The acceptance checks, stated with their numbers (whether they pass or not)."""
+    names = list(result["heldout"])
+    model, base = names[0], "baseline"
+    lines = ["### Against the acceptance criteria", ""]
+    for lab in LABELS:
+        m = result["heldout"][model]["labels"][lab]
+        b = result["heldout"][base]["labels"][lab]
+        mf, bf = m["hard_negative_fpr"], b["hard_negative_fpr"]
+        ok = mf is not None and bf is not None and mf <= bf / 4
+        lines.append(f"- {lab}: hard-negative FPR {fmt(mf, 4)} (transformer) vs {fmt(bf, 4)} (baseline), n={m['hard_negative_n']}: "
+                     f"{'meets' if ok else 'does NOT meet'} the <= 1/4 target. Held-out F1 {fmt(m['overall']['f1'])} vs "
+                     f"{fmt(b['overall']['f1'])}; recall at the precision-0.90 thresholds {fmt(m['overall']['recall'])} vs "
+                     f"{fmt(b['overall']['recall'])}. Hard-negative FPR by source: "
+                     + ", ".join(f"{k} {fmt(v, 4)}/{fmt(b['hard_negative_fpr_per_source'].get(k), 4)}"
+                                 for k, v in m["hard_negative_fpr_per_source"].items()) + " (transformer/baseline).")
+    lo = result.get("loso") or {}
+    if "transformer" in lo and "baseline" in lo:
+        for lab in LABELS:
+            t, b = lo["transformer"][lab]["pooled_f1"], lo["baseline"][lab]["pooled_f1"]
+            beats = t is not None and b is not None and t > b
+            lines.append(f"- {lab}: leave-one-source-out pooled F1 {fmt(t)} (transformer, {lo['steps']} steps) vs {fmt(b)} "
+                         f"(baseline): the transformer {'beats' if beats else 'does NOT beat'} the baseline.")
+    lines.append("")
+    return lines
