@@ -34,7 +34,7 @@ class TrainConfig:
     head_lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
-    max_steps: int = 1000
+    max_steps: int = 1600
     epochs: float = 1.0  # used when max_steps == 0
     seed: int = 13
     checkpoint_every: int = 150
