@@ -424,6 +424,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "",
         *verdict(result),
         report,
+        *(["## Candidate bases measured", "", result["candidates_md"], ""] if result.get("candidates_md") else []),
         "## Known failure modes",
         "",
         "- MiniLM's vocabulary is English-centric: Arabic, French and German posts are split into many sub-word pieces; "
