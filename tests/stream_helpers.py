@@ -68,6 +68,9 @@ class TopicSet:
             "review_topic": self.review, "scores_topic": self.scores, "dlq_topic": self.dlq,
             "model": str(self.model_dir), "topic_partitions": self.partitions,
             "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "batch_size": 32, "batch_wait_ms": 100,
+            # Tansu makes a (re)joining member wait up to the rebalance timeout (= max_poll_interval_ms):
+            # keep it short so a rejoin after a broker restart takes seconds, not the 5-minute default.
+            "max_poll_interval_ms": 10_000,
             "request_timeout_ms": 10_000, "reconnect_backoff_max_ms": 1000, "startup_timeout_s": 30,
             "log_level": "INFO", "log_format": "json",
         }
