@@ -82,6 +82,19 @@ class EmbeddedBroker:
     def start(self) -> "EmbeddedBroker":
         if self._proc is not None:
             return self
+        self._spawn()
+        try:
+            self.wait_ready()
+        except BrokerError:
+            code = self._proc.poll() if self._proc is not None else None
+            self.stop()
+            if code is not None:
+                raise BrokerError(f"embedded broker exited with code {code} on {self.bootstrap}") from None
+            raise
+        log.info("embedded broker ready", extra={"bootstrap": self.bootstrap})
+        return self
+
+    def _spawn(self) -> None:
         if not self.port:
             self.port = free_port(self.host)
         adv = f"tcp://{self.advertised_host or self.host}:{self.advertised_port or self.port}"
@@ -91,16 +104,10 @@ class EmbeddedBroker:
         env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         log.info("starting embedded broker", extra={"bootstrap": self.bootstrap})
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            wait_for_kafka(self.bootstrap, self.ready_timeout_s)
-        except BrokerError:
-            code = self._proc.poll()
-            self.stop()
-            if code is not None:
-                raise BrokerError(f"embedded broker exited with code {code} on {self.bootstrap}") from None
-            raise
-        log.info("embedded broker ready", extra={"bootstrap": self.bootstrap})
-        return self
+
+    def wait_ready(self) -> None:
+        """Readiness = a plaintext Kafka metadata round-trip; subclasses fronted by TLS/SASL override it."""
+        wait_for_kafka(self.bootstrap, self.ready_timeout_s)
 
     def stop(self, grace_s: float = 5.0) -> None:
         proc, self._proc = self._proc, None

@@ -67,7 +67,7 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {host}:{port} after {timeout_s:.0f}s")
+    raise BrokerError(f"nothing listening on {host}:{port} after {timeout_s:.0f}s")
 
 
 @dataclass
@@ -129,7 +129,7 @@ class Stunnel:
 class TlsFrontedBroker(EmbeddedBroker):
     """An embedded broker that advertises a TLS terminator's address.
 
-    :meth:`EmbeddedBroker.start` probes readiness with a plaintext client, which follows the
+    :meth:`EmbeddedBroker.wait_ready` probes readiness with a plaintext client, which follows the
     advertised (TLS) address and never succeeds; this variant probes through the terminator with
     the client's TLS settings instead, so readiness means "reachable the way clients reach it".
     """
@@ -137,27 +137,8 @@ class TlsFrontedBroker(EmbeddedBroker):
     ready_bootstrap: str = ""
     ready_kwargs: dict = field(default_factory=dict)
 
-    def start(self) -> "TlsFrontedBroker":
-        import os
-
-        from streaming.broker import broker_binary
-
-        if self._proc is not None:
-            return self
-        if not self.port:
-            self.port = free_port(self.host)
-        adv = f"tcp://{self.advertised_host or self.host}:{self.advertised_port or self.port}"
-        cmd = [broker_binary(), "broker", "--listener-url", f"tcp://{self.host}:{self.port}",
-               "--advertised-listener-url", adv, "--storage-engine", "memory://tansu/", *self.extra_args]
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
-        self._proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    def wait_ready(self) -> None:
         if self.ready_bootstrap:
-            try:
-                wait_for_kafka(self.ready_bootstrap, self.ready_timeout_s, **self.ready_kwargs)
-            except BrokerError:
-                self.stop()
-                raise
+            wait_for_kafka(self.ready_bootstrap, self.ready_timeout_s, **self.ready_kwargs)
         else:  # e.g. --authentication: no unauthenticated probe can succeed; wait for the port only
             wait_for_port(self.host, self.port, self.ready_timeout_s)
-        return self
