@@ -8,16 +8,22 @@
       └──────────── commit offsets ◄── wait for every ack ◄── producer.flush ◄─────────────┘
                     (streaming.checkpoint.Checkpoint)
 
+With ``overlap_scoring`` (the default) the model never waits for Kafka: batch N is scored on a worker
+thread (torch releases the GIL) while the main thread produces, flushes and commits batch N-1 and
+polls batch N+1, so at most one batch is scored-but-uncommitted when a poll runs. Without it every
+step runs in turn on the main thread. Both modes share one ``_start_batch`` / ``_finish`` pair.
+
 Guarantees and how they are kept:
 
 - At-least-once: offsets are committed by :class:`~streaming.checkpoint.Checkpoint` only after every
   output of the batch is acknowledged (idempotent producer, ``acks=all``). Killed anywhere, a consumer
   re-reads at most its one uncommitted batch; duplicates carry the post id as key.
-- Rebalances: the commit happens before every ``poll()``, so when the group takes partitions away
-  (kafka-python runs the rebalance listener on its IO thread, inside ``poll()``) the only uncommitted
-  work is records polled but not yet produced. The listener drops those for the revoked partitions
-  (their next owner reads them from the committed offset: no loss, no duplicate) and forgets their
-  positions and lag series. kafka-python forbids blocking client calls on its IO thread, which is
+- Rebalances: every batch that has been produced is committed before the next ``poll()``, so when
+  the group takes partitions away (kafka-python runs the rebalance listener inside ``poll()``) the
+  only uncommitted work is records polled but not yet produced: the pending records and, with
+  overlap, the batch being scored. The listener drops those for the revoked partitions (the
+  in-flight batch's results for them are discarded unproduced; their next owner reads them from the
+  committed offset: no loss, no duplicate) and forgets their positions and lag series. kafka-python forbids blocking client calls on its IO thread, which is
   why the flush + commit is done before each poll rather than inside the listener.
 - SIGTERM/SIGINT (:meth:`Pipeline.request_stop`): stop polling, finish the batch in flight, flush,
   commit, leave the group (``consumer.close``), exit 0.
@@ -39,6 +45,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +89,24 @@ class PipelineStats:
         return {"consumed": self.consumed, "scored": self.scored, "flagged": dict(self.flagged),
                 "dead_lettered": dict(self.dead_lettered), "batches": self.batches, "commits": self.commits,
                 "checkpoint_failures": dict(self.checkpoint_failures)}
+
+
+@dataclass
+class _InFlight:
+    """One micro-batch between poll and commit: validated, its scoring running (or done)."""
+
+    batch: list[Any]
+    good: list[tuple[Any, schemas.Post]]
+    rejected: list[tuple[Any, schemas.Rejection]]
+    rows: "Future[list[np.ndarray | None]]"
+    t0: float
+    revoked: set[TopicPartition] = field(default_factory=set)  # taken away by a rebalance while in flight
+
+
+def _done(value: Any) -> Future:
+    fut: Future = Future()
+    fut.set_result(value)
+    return fut
 
 
 class _StoppedDuringStartup(Exception):
@@ -133,6 +158,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending: list[Any] = []  # polled, not yet processed (ConsumerRecord)
+        self._inflight: _InFlight | None = None  # being scored on the worker thread (overlap_scoring)
+        self._executor: ThreadPoolExecutor | None = None
         self._positions: dict[TopicPartition, int] = {}  # next offset to process, per partition
         self._retry_commit: dict[TopicPartition, int] = {}  # delivered but not committed (commit timed out)
         self._rewind: dict[TopicPartition, int] = {}  # first dropped offset of revoked partitions
@@ -166,15 +193,31 @@ class Pipeline:
                 return 0
             while not self._stop.is_set():
                 self._tick()
-                batch = self._collect()
-                if batch:
-                    self._process(batch)
-                elif self._idle_exit_due():
-                    self.request_stop(f"idle for {self.stop_after_idle_s:g}s")
+                if self._inflight is None:
+                    batch = self._collect()
+                    if batch:
+                        if self._executor is not None:
+                            self._inflight = self._start_batch(batch)
+                        else:
+                            self._finish(self._start_batch(batch))
+                    elif self._idle_exit_due():
+                        self.request_stop(f"idle for {self.stop_after_idle_s:g}s")
+                    continue
+                # overlap: fetch the next batch while this one is scored, start scoring it, then
+                # produce + commit this one on the main thread while the model works on the next
+                self._poll_while_scoring(self._inflight)
+                current = self._inflight
+                current.rows.result()
+                following = self._drain_pending()
+                self._inflight = self._start_batch(following) if following else None
+                self._finish(current)
             # finish what was polled before the stop
+            if self._inflight is not None:
+                current, self._inflight = self._inflight, None
+                self._finish(current)
             batch = self._drain_pending()
             if batch:
-                self._process(batch)
+                self._finish(self._start_batch(batch, inline=True))
         finally:
             self._shutdown()
         return 0
@@ -187,6 +230,8 @@ class Pipeline:
         if self.scorer is None:
             self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None)
         info = self.scorer.info
+        if s.overlap_scoring:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flagstream-score")
         self.health.model_loaded = True
         self.metrics.set_model(info)
         if s.metrics_port:
@@ -262,6 +307,8 @@ class Pipeline:
                 self.producer.close(timeout=10)
             except Exception as exc:  # noqa: BLE001
                 log.warning("producer close failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
         if self.probe is not None:
             self.probe.stop()
         if self.health_server is not None:
@@ -301,6 +348,31 @@ class Pipeline:
                 return []  # idle: let the loop do its periodic work
         return self._drain_pending()
 
+    def _poll_while_scoring(self, current: _InFlight) -> None:
+        """Fill the next batch while ``current`` is scored; return as soon as its scores are ready.
+
+        Short poll slices keep the wait for a finished batch under ~10 ms; a full next batch stops
+        fetching (the records are buffered by the client meanwhile).
+        """
+        s = self.settings
+        assert self.consumer is not None
+        while not current.rows.done() and not self._stop.is_set():
+            with self._lock:
+                room = s.batch_size - len(self._pending)
+            if room <= 0:
+                return
+            try:
+                records = self.consumer.poll(timeout_ms=10, max_records=room)
+            except KafkaError as exc:
+                self._warn("poll", "poll failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                self._stop.wait(0.05)
+                continue
+            got = [r for rs in records.values() for r in rs]
+            if got:
+                self._last_record_at = time.monotonic()
+                with self._lock:
+                    self._pending.extend(got)
+
     def _drain_pending(self) -> list[Any]:
         with self._lock:
             batch, self._pending = self._pending, []
@@ -323,6 +395,14 @@ class Pipeline:
                     keep.append(r)
             dropped = len(self._pending) - len(keep)
             self._pending = keep
+            current = self._inflight
+            if current is not None:
+                for r in current.batch:
+                    tp = TopicPartition(r.topic, r.partition)
+                    if tp in tps:
+                        self._rewind[tp] = min(self._rewind.get(tp, r.offset), r.offset)
+                        current.revoked.add(tp)
+                        dropped += 1
             for tp in tps:
                 self._positions.pop(tp, None)
                 self._retry_commit.pop(tp, None)
@@ -343,25 +423,48 @@ class Pipeline:
                                                                        "error": str(exc)})
         return n
 
-    def _process(self, batch: list[Any]) -> None:
-        s, m = self.settings, self.metrics
-        assert self.consumer is not None and self.producer is not None and self.scorer is not None
+    def _start_batch(self, batch: list[Any], inline: bool = False) -> _InFlight:
+        """Validate ``batch`` and start scoring its good posts (on the worker thread unless ``inline``)."""
+        s = self.settings
         t0 = time.monotonic()
-        info = self.scorer.info
-        model = info.as_dict()
         good: list[tuple[Any, schemas.Post]] = []
         rejected: list[tuple[Any, schemas.Rejection]] = []
         for rec in batch:
             res = schemas.parse_post(rec.value, max_text_chars=s.max_text_chars, max_message_bytes=s.max_message_bytes)
             (good if isinstance(res, schemas.Post) else rejected).append((rec, res))  # type: ignore[arg-type]
+        texts = [post.text for _, post in good]
+        if self._executor is not None and not inline and texts:
+            rows = self._executor.submit(self._score, texts)
+        else:
+            rows = _done(self._score(texts))
+        return _InFlight(batch, good, rejected, rows, t0)
 
-        rows = self._score([post.text for _, post in good])
+    def _finish(self, current: _InFlight) -> None:
+        """Produce ``current``'s outputs and commit its offsets (one :class:`Checkpoint`)."""
+        s, m = self.settings, self.metrics
+        assert self.consumer is not None and self.producer is not None and self.scorer is not None
+        rows = current.rows.result()
+        with self._lock:  # partitions revoked while it was scored: their next owner re-reads them
+            revoked = set(current.revoked)
+
+        def kept(rec: Any) -> bool:
+            return not revoked or TopicPartition(rec.topic, rec.partition) not in revoked
+
+        t0 = current.t0
+        info = self.scorer.info
+        model = info.as_dict()
+        batch = [rec for rec in current.batch if kept(rec)]
+        rejected = [(rec, rej) for rec, rej in current.rejected if kept(rec)]
         scored: list[tuple[Any, schemas.Post, dict[str, float], list[str]]] = []
-        for (rec, post), row in zip(good, rows):
+        for (rec, post), row in zip(current.good, rows):
+            if not kept(rec):
+                continue
             if row is None:
                 rejected.append((rec, schemas.Rejection("scoring_failed", "the model raised an error on this text")))
             else:
                 scored.append((rec, post, scores_dict(row, info), flagged_labels(row, info)))
+        if not batch:
+            return
 
         cp = Checkpoint(self.consumer, self.producer, exactly_once=s.exactly_once,
                         flush_timeout_s=s.request_timeout_ms / 1000, commit_timeout_ms=s.request_timeout_ms)
@@ -399,6 +502,10 @@ class Pipeline:
         except (CheckpointError, KafkaError) as exc:
             # outputs not (all) acknowledged: nothing committed; rewind and redo with a fresh producer
             cp.abort()
+            following, self._inflight = self._inflight, None
+            if following is not None:  # read after this batch: it is re-read from the rewound position
+                following.rows.result()
+                batch = batch + following.batch
             self._checkpoint_failed(exc, batch, rewind=True)
             return
         with self._lock:
