@@ -316,3 +316,45 @@ def test_exactly_once_flag_commits_outputs_and_offsets_in_one_transaction(topics
         reader.close(autocommit=False)
     assert committed == len(ids)
     assert len(duplicate_counts(scores)) == len(ids)
+
+
+class _SlowScorer:
+    """The linear test model, slowed to a transformer's pace, noting which thread scored each batch."""
+
+    def __init__(self, model_dir, delay_s: float = 0.05) -> None:
+        from classifier.scoring import load_scorer
+
+        self.inner = load_scorer(model_dir)
+        self.info = self.inner.info
+        self.delay_s = delay_s
+        self.threads: list[str] = []
+
+    def score(self, texts):
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.delay_s)
+        return self.inner.score(texts)
+
+
+@pytest.mark.parametrize("overlap", [True, False], ids=["overlap", "sequential"])
+def test_overlap_and_sequential_modes_account_for_every_post_once(topics, overlap):
+    posts = [(f"ov-{i}", PROPAGANDA_TEXT if i % 5 == 0 else BENIGN_TEXT) for i in range(300)]
+    items = [(pid.encode(), post_bytes(pid, text)) for pid, text in posts]
+    items.insert(150, (b"k-bad", b"{not json"))  # poison in the middle of the stream
+    produce(topics.bootstrap, topics.posts, items)
+    scorer = _SlowScorer(topics.model_dir)
+    runner = PipelineThread(topics.settings(batch_size=16, batch_wait_ms=20, overlap_scoring=overlap), scorer)
+    try:
+        scores, dlq = wait_accounted(topics, expected_offsets=len(items), timeout_s=90)
+    finally:
+        assert runner.stop() == 0
+    ids = [r.key.decode() for r in scores]
+    assert sorted(ids) == sorted(pid for pid, _ in posts) and len(ids) == len(set(ids))  # each once
+    assert [r.key for r in dlq] == [b"k-bad"]
+    review = consume_all(topics.bootstrap, topics.review, min_count=60)
+    assert sorted(r.key.decode() for r in review) == sorted(pid for pid, text in posts if text == PROPAGANDA_TEXT)
+    stats = runner.pipeline.stats
+    assert stats.scored == 300 and stats.dead_lettered == {"not_json": 1} and stats.commits == stats.batches
+    on_worker = {name.startswith("flagstream-score") for name in scorer.threads}
+    assert on_worker == ({True} if overlap else {False})
