@@ -91,3 +91,36 @@ def threshold_for_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.
         cand = np.flatnonzero(last_of_tie & (tp >= 5))
         i = cand[np.argmax(prec[cand])] if len(cand) else len(ps) - 1
     return float(ps[i]), float(prec[i]), float(rec[i])
+
+
+def threshold_for_recall(probs: np.ndarray, y: np.ndarray, target: float) -> float:
+    """Highest threshold whose validation recall reaches ``target``.
+
+    Used to compare two models at the same recall: at their own precision-targeted thresholds a model
+    that flags almost nothing has an almost-zero false-positive rate, which says nothing about precision.
+    """
+    known = ~np.isnan(y)
+    p, t = np.asarray(probs, dtype=np.float64)[known], np.asarray(y)[known].astype(int)
+    pos = np.sort(p[t == 1])[::-1]
+    if len(pos) == 0 or not np.isfinite(target):
+        return 0.5
+    k = min(len(pos), max(1, int(np.ceil(target * len(pos)))))
+    return float(pos[k - 1])
+
+
+def threshold_for_best_f1(probs: np.ndarray, y: np.ndarray, min_tp: int = 5) -> float:
+    """Threshold of the highest validation F1 (ties: the higher threshold)."""
+    known = ~np.isnan(y)
+    p, t = np.asarray(probs, dtype=np.float64)[known], np.asarray(y)[known].astype(int)
+    if t.sum() == 0:
+        return 0.5
+    order = np.argsort(-p, kind="stable")
+    ps, ts = p[order], t[order]
+    tp = np.cumsum(ts)
+    k = np.arange(1, len(ts) + 1)
+    f1 = 2 * tp / (k + ts.sum())
+    last_of_tie = np.r_[ps[1:] != ps[:-1], True]
+    cand = np.flatnonzero(last_of_tie & (tp >= min(min_tp, int(ts.sum()))))
+    if not len(cand):
+        return 0.5
+    return float(ps[cand[np.argmax(f1[cand])]])

@@ -49,6 +49,9 @@ def test_loso_baseline_and_report_files(tmp_path):
     lo = loso(ds, ["latent_hatred", "osact2022"], steps=0, target=0.9, transformer=False, progress=False)
     assert set(lo["folds"]) == {"latent_hatred", "osact2022"}
     assert lo["folds"]["latent_hatred"]["test_rows"] == 80
+    fold = lo["folds"]["latent_hatred"]["baseline"]
+    assert set(fold["thresholds_f1"]) == {"propaganda", "sectarian"} and fold["metrics_f1"]["propaganda"]["pos"] == 40
+    assert {"pooled_f1", "pooled_f1_f1thr", "macro_pr_auc"} <= set(lo["baseline"]["propaganda"])
     test = ds.filter(lambda s: s == "test", input_columns="split")
     probs = np.full((len(test), 2), 0.2, dtype=np.float32)
     thr = {"propaganda": 0.5, "sectarian": 0.5}
@@ -57,7 +60,10 @@ def test_loso_baseline_and_report_files(tmp_path):
     result["plots"] = plot_curves(tmp_path, test, {"m@1": probs, "baseline": probs}, {"m@1": thr, "baseline": thr})
     md = write_report(tmp_path, result)
     text = md.read_text()
-    assert "Leave-one-source-out" in text and "| osact2022 |" in text
+    assert "Leave-one-source-out" in text and "| osact2022 |" in text and "best-F1 thr" in text
+    from classifier.evaluate import verdict
+
+    assert any("best-F1 thresholds" in line for line in verdict(result))
     data = json.loads((tmp_path / "report.json").read_text())
     assert "probs" not in json.dumps(data)
     assert (tmp_path / "pr_curves.png").stat().st_size > 1000 and (tmp_path / "calibration.png").exists()

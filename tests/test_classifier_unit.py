@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from classifier.calibration import expected_calibration_error, fit_temperature, threshold_for_precision
+from classifier.calibration import (
+    expected_calibration_error,
+    fit_temperature,
+    threshold_for_best_f1,
+    threshold_for_precision,
+    threshold_for_recall,
+)
 from classifier.data import dedupe, guess_lang, text_hash
 from classifier.normalize import dedup_key, normalize_text
 from classifier.sources import HARD_NEGATIVE_SOURCES, ISIS_LEXICON, SOURCES, mapping_table
@@ -121,3 +127,16 @@ def test_masked_bce_ignores_missing_labels():
     full = masked_bce(logits, y, w, pw)
     changed = masked_bce(torch.tensor([[2.0, 9.0], [0.5, -9.0]]), y, w, pw)
     assert torch.isfinite(full) and torch.allclose(full, changed)
+
+
+def test_recall_matched_and_best_f1_thresholds():
+    p = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    y = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0], dtype=float)
+    assert threshold_for_recall(p, y, 0.5) == 0.9  # two of four positives at or above it
+    assert threshold_for_recall(p, y, 1.0) == 0.5
+    assert threshold_for_recall(p, y, 0.01) == 0.95
+    # F1 at 0.9: 2*2/(2+4)=0.667; at 0.7: 2*3/(4+4)=0.75; at 0.5: 2*4/(6+4)=0.8 (best)
+    assert threshold_for_best_f1(p, y, min_tp=1) == 0.5
+    y_nan = y.copy()
+    y_nan[[0, 1]] = np.nan  # unknown labels are ignored
+    assert threshold_for_recall(p, y_nan, 1.0) == 0.5

@@ -13,7 +13,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
@@ -43,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from classifier.data import load_corpus, report, report_markdown, targets
     from classifier.evaluate import (LOSO_DEFAULT, choose_thresholds, evaluate_split, fit_baseline, loso,
-                                     plot_curves, trusted, write_report)
+                                     plot_curves, recall_matched_thresholds, trusted, write_report)
+    from classifier.metrics import binary_metrics
     from classifier.labels import LABELS
     from classifier.metrics import fmt
     from classifier.scoring import load_scorer
@@ -84,12 +84,23 @@ def run(args: argparse.Namespace) -> int:
     p_model = scorer.score(list(test["text"]))
     print("fitting the TF-IDF baseline on the same train split ...", flush=True)
     base = fit_baseline(train, seed)
-    thr_base = choose_thresholds(base.predict_proba(list(val["text"])), targets(val), args.target_precision)
+    y_val = targets(val)
+    pv_base = base.predict_proba(list(val["text"]))
+    thr_base = choose_thresholds(pv_base, y_val, args.target_precision)
     p_base = base.predict_proba(list(test["text"]))
     thresholds = {info.ref: dict(info.thresholds), "baseline": thr_base}
+    # The same comparison at equal recall: the baseline's threshold set on validation to reach the
+    # recall the model has there at its own thresholds (FPR at the precision target alone rewards
+    # a model that flags almost nothing).
+    print(f"scoring {len(val)} validation rows with {info.ref} (recall-matched baseline) ...", flush=True)
+    pv_model = scorer.score(list(val["text"]))
+    val_recall = {lab: binary_metrics(pv_model[:, j], y_val[:, j], info.thresholds[lab])["recall"]
+                  for j, lab in enumerate(LABELS)}
+    thr_matched = recall_matched_thresholds(pv_base, y_val, val_recall)
     result = {
         "model": info.ref, "target_precision": args.target_precision, "data": data_rep,
         "heldout": {info.ref: evaluate_split(test, p_model, info.thresholds), "baseline": evaluate_split(test, p_base, thr_base)},
+        "heldout_recall_matched": {"baseline": evaluate_split(test, p_base, thr_matched), "val_recall": val_recall},
     }
     from classifier.manifest import read_manifest
 
@@ -101,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
     if args.loso_from:
         import json
 
-        result["loso"] = json.loads(Path(args.loso_from).read_text(encoding="utf-8"))
+        from classifier.evaluate import pool_loso
+
+        result["loso"] = pool_loso(json.loads(Path(args.loso_from).read_text(encoding="utf-8")))
     elif args.loso:
         print(f"leave-one-source-out over {', '.join(holdouts)} ...", flush=True)
         result["loso"] = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
@@ -127,7 +140,9 @@ def run(args: argparse.Namespace) -> int:
     if "loso" in result:
         for lab in LABELS:
             print(f"LOSO {lab:11s} " + "  ".join(
-                f"{kind} pooled F1 {fmt(result['loso'][kind][lab]['pooled_f1'])} macro F1 {fmt(result['loso'][kind][lab]['macro_f1'])}"
+                f"{kind} pooled F1 {fmt(result['loso'][kind][lab].get('pooled_f1'))} "
+                f"(best-F1 thr {fmt(result['loso'][kind][lab].get('pooled_f1_f1thr'))}) "
+                f"macro PR-AUC {fmt(result['loso'][kind][lab].get('macro_pr_auc'))}"
                 for kind in ("transformer", "baseline") if kind in result["loso"]))
     print(f"report: {md} (+ report.json, {', '.join(result['plots'])}) in {result['seconds']:.0f}s")
     return 0
@@ -146,7 +161,9 @@ def merge_loso(args: argparse.Namespace, settings) -> int:
     if not report_json.exists():
         raise UserError(f"{report_json} does not exist; run flagstream evaluate --output {out_dir} first")
     result = json.loads(report_json.read_text(encoding="utf-8"))
-    result["loso"] = json.loads(Path(args.merge_loso).read_text(encoding="utf-8"))
+    from classifier.evaluate import pool_loso
+
+    result["loso"] = pool_loso(json.loads(Path(args.merge_loso).read_text(encoding="utf-8")))
     md = write_report(out_dir, result)
     if args.write_card:
         (Path(settings.model) / "MODEL_CARD.md").write_text(model_card(manifest, result), encoding="utf-8")
