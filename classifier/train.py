@@ -92,7 +92,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else None
 
     def _ckpt_path(self) -> Path | None:
-        return self.run_dir / "checkpoint.pt" if self.run_dir else None
+        return self.run_dir / "checkpoint.safetensors" if self.run_dir else None
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         names = {n for n, p in self.model.named_parameters() if p.requires_grad}
@@ -132,7 +132,7 @@ class Trainer:
         ckpt = self._ckpt_path()
         resumed = False
         if resume and ckpt is not None and ckpt.exists():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_checkpoint(ckpt)
             self.model.load_state_dict(state["model"], strict=False)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -193,11 +193,61 @@ class Trainer:
                 "resumed": resumed, "stopped_early": stopped_early, "pos_weight": pw.tolist(), "rows": n}
 
     def _save_checkpoint(self, path: Path, opt: torch.optim.Optimizer, sched: Any, step: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self._trainable_state(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "torch_rng": torch.get_rng_state()}, tmp)
-        os.replace(tmp, path)
+        save_checkpoint(path, self._trainable_state(), opt.state_dict(), sched.state_dict(), step, torch.get_rng_state())
+
+
+# Checkpoints are safetensors like every other weight file of the project (never pickle): tensors under
+# "model." / "optim.<param>.<key>" / "rng", everything else (step, param groups, scheduler) as JSON metadata.
+
+def save_checkpoint(path: Path, model_state: dict[str, torch.Tensor], optim_state: dict[str, Any],
+                    sched_state: dict[str, Any], step: int, rng: torch.Tensor) -> None:
+    import json
+
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v.detach().contiguous() for k, v in model_state.items()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in optim_state["state"].items():
+        for key, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"optim.{pid}.{key}"] = val.detach().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = val
+    tensors["rng"] = rng.contiguous()
+    meta = {"step": str(step), "param_groups": json.dumps(optim_state["param_groups"]),
+            "optim_scalars": json.dumps(scalars), "scheduler": json.dumps(sched_state, default=_no_callables)}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def _no_callables(obj: Any) -> Any:
+    return None  # LambdaLR keeps its lambdas out of state_dict; anything else unserialisable is dropped
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    import json
+
+    from safetensors import safe_open
+
+    model: dict[str, torch.Tensor] = {}
+    optim: dict[int, dict[str, Any]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        for name in f.keys():
+            t = f.get_tensor(name)
+            if name.startswith("model."):
+                model[name[len("model."):]] = t
+            elif name.startswith("optim."):
+                _, pid, key = name.split(".", 2)
+                optim.setdefault(int(pid), {})[key] = t
+            elif name == "rng":
+                rng = t
+    for pid, vals in json.loads(meta["optim_scalars"]).items():
+        optim.setdefault(int(pid), {}).update(vals)
+    return {"model": model, "optimizer": {"state": optim, "param_groups": json.loads(meta["param_groups"])},
+            "scheduler": json.loads(meta["scheduler"]), "step": int(meta["step"]), "torch_rng": rng}
 
 
 def predict_logits(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 128,

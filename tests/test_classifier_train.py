@@ -29,7 +29,7 @@ def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")
     assert summary["training"]["steps"] == 3
-    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists()
     scorer = load_scorer(tmp_path / "model")
     assert scorer.info.ref == "flagstream-minilm@0.0.1"
     probs = scorer.score(["join the fight", "nice weather", ""])
@@ -54,6 +54,15 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     model2, tok2 = load_base()
     again = Trainer(model2, tok2, cfg, tmp_path).fit(list(ds["text"]), targets(ds), resume=True, progress=False)
     assert again["resumed"] and again["steps"] == 4
+    # the checkpoint is safetensors (no pickle) and resuming lands where an uninterrupted run does
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "checkpoint.safetensors"), framework="pt") as f:
+        assert f.metadata()["step"] == "4" and any(k.startswith("optim.") for k in f.keys())
+    model3, tok3 = load_base()
+    Trainer(model3, tok3, cfg, None).fit(list(ds["text"]), targets(ds), progress=False)
+    for (name, a), b in zip(model2.head.state_dict().items(), model3.head.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
 
 
 def test_batches_are_deterministic_and_cover_every_row():
