@@ -84,11 +84,14 @@ class PipelineStats:
     batches: int = 0
     commits: int = 0
     checkpoint_failures: Counter = field(default_factory=Counter)
+    dropped_on_rebalance: int = 0  # polled or in-flight records of revoked partitions, left to their next owner
+    dropped_in_flight: int = 0  # of those, records whose batch was being scored
 
     def as_dict(self) -> dict[str, Any]:
         return {"consumed": self.consumed, "scored": self.scored, "flagged": dict(self.flagged),
                 "dead_lettered": dict(self.dead_lettered), "batches": self.batches, "commits": self.commits,
-                "checkpoint_failures": dict(self.checkpoint_failures)}
+                "checkpoint_failures": dict(self.checkpoint_failures),
+                "dropped_on_rebalance": self.dropped_on_rebalance, "dropped_in_flight": self.dropped_in_flight}
 
 
 @dataclass
@@ -403,6 +406,8 @@ class Pipeline:
                         self._rewind[tp] = min(self._rewind.get(tp, r.offset), r.offset)
                         current.revoked.add(tp)
                         dropped += 1
+                        self.stats.dropped_in_flight += 1
+            self.stats.dropped_on_rebalance += dropped
             for tp in tps:
                 self._positions.pop(tp, None)
                 self._retry_commit.pop(tp, None)
