@@ -7,6 +7,8 @@ error); thresholds are then chosen on the calibrated validation scores for a tar
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -124,3 +126,36 @@ def threshold_for_best_f1(probs: np.ndarray, y: np.ndarray, min_tp: int = 5) -> 
     if not len(cand):
         return 0.5
     return float(ps[cand[np.argmax(f1[cand])]])
+
+
+def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: dict[str, float],
+              progress: bool = True) -> tuple[list[float], dict[str, float], dict[str, Any]]:
+    """Per-label temperature and the threshold meeting each label's target precision on ``val``
+    (a ``datasets.Dataset`` with trusted labels), plus the validation operating points."""
+    from classifier.data import targets as targets_of
+    from classifier.labels import LABELS
+    from classifier.train import predict_logits
+
+    y_val = targets_of(val)
+    z_val = predict_logits(model, tokenizer, list(val["text"]), max_length, progress=progress)
+    temps = [fit_temperature(z_val[:, j], y_val[:, j]) for j in range(len(LABELS))]
+    p_val = 1 / (1 + np.exp(-z_val / np.asarray(temps)))
+    thresholds, val_metrics = {}, {}
+    for j, lab in enumerate(LABELS):
+        thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], targets[lab])
+        thresholds[lab] = round(thr, 6)
+        val_metrics[lab] = {"threshold": thr, "precision": prec, "recall": rec, "temperature": temps[j],
+                            "target_precision": targets[lab],
+                            "ece": expected_calibration_error(p_val[:, j], y_val[:, j]),
+                            "ece_uncalibrated": expected_calibration_error(1 / (1 + np.exp(-z_val[:, j])), y_val[:, j]),
+                            "curve": operating_curve(p_val[:, j], y_val[:, j])}
+    return temps, thresholds, val_metrics
+
+
+def operating_curve(p: np.ndarray, y: np.ndarray, precisions: tuple[float, ...] = (0.7, 0.8, 0.9, 0.95)) -> list[dict[str, float]]:
+    """Validation threshold and recall at a few precision targets: what an operator can choose from."""
+    out = []
+    for target in precisions:
+        thr, prec, rec = threshold_for_precision(p, y, target)
+        out.append({"target": target, "threshold": round(thr, 6), "precision": prec, "recall": rec})
+    return out

@@ -47,8 +47,24 @@ def trusted(ds: Any, split: str | None = None) -> Any:
     return ds.filter(lambda s, w: s == split and not w, input_columns=["split", "weak"])
 
 
-def choose_thresholds(probs: np.ndarray, y: np.ndarray, target: float) -> dict[str, float]:
-    return {lab: threshold_for_precision(probs[:, j], y[:, j], target)[0] for j, lab in enumerate(LABELS)}
+def choose_thresholds(probs: np.ndarray, y: np.ndarray, target: float | dict[str, float]) -> dict[str, float]:
+    """Per label, the validation threshold for the target precision (one number, or one per label)."""
+    t = target if isinstance(target, dict) else {lab: target for lab in LABELS}
+    return {lab: threshold_for_precision(probs[:, j], y[:, j], float(t[lab]))[0] for j, lab in enumerate(LABELS)}
+
+
+def targets_text(target: Any) -> str:
+    """'0.90' or 'propaganda 0.80, sectarian 0.90' for reports."""
+    if isinstance(target, dict):
+        vals = {lab: float(target[lab]) for lab in LABELS if lab in target}
+        if len(set(vals.values())) == 1:
+            return f"{next(iter(vals.values())):.2f}"
+        return ", ".join(f"{lab} {v:.2f}" for lab, v in vals.items())
+    return f"{float(target):.2f}"
+
+
+def _target_of(target: Any, lab: str) -> float:
+    return float(target[lab]) if isinstance(target, dict) else float(target)
 
 
 def choose_f1_thresholds(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -133,7 +149,7 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
     from classifier.splits import leave_one_source_out
 
     rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"steps": steps, "max_train": max_train, "max_test": max_test, "folds": {}}
+    out: dict[str, Any] = {"steps": steps, "max_train": max_train, "max_test": max_test, "target": target, "folds": {}}
     srcs, spl = np.asarray(ds["source"]), np.asarray(ds["split"])
     weak = np.asarray(ds["weak"], dtype=bool)
     for held, tr, va, te in leave_one_source_out(srcs, spl, holdouts):
@@ -278,7 +294,7 @@ def markdown_report(result: dict[str, Any]) -> str:
     names = list(result["heldout"])
     out = [f"# Evaluation: {result['model']}", "",
            f"Held-out test split (by group; trusted labels only), thresholds chosen on validation for precision "
-           f"{result['target_precision']:.2f}. Baseline = TF-IDF word+char n-grams + logistic regression on the same data.", ""]
+           f"{targets_text(result['target_precision'])}. Baseline = TF-IDF word+char n-grams + logistic regression on the same data.", ""]
     out.append("## Summary")
     rows = []
     for lab in LABELS:
@@ -322,8 +338,8 @@ def markdown_report(result: dict[str, Any]) -> str:
                  fmt(lo[kind][lab].get("pooled_f1_f1thr")), fmt(lo[kind][lab].get("macro_f1_f1thr")),
                  fmt(lo[kind][lab].get("macro_pr_auc")), str(lo[kind][lab].get("folds", "-"))]
                 for lab in LABELS for kind in ("transformer", "baseline") if kind in lo and lo[kind].get(lab)]
-        out.append("Two operating points, both chosen on the other sources' validation split: the product's (precision "
-                   f"{result['target_precision']:.2f}) and the best-F1 threshold.")
+        out.append("Two operating points, both chosen on the other sources' validation split: precision "
+                   f"{targets_text(lo.get('target', 0.9))} and the best-F1 threshold.")
         out.append("")
         out.append(_table(rows, ["label", "model", "pooled F1 (P-target thr)", "macro F1", "pooled P", "pooled R",
                                  "pooled F1 (best-F1 thr)", "macro F1 (best-F1 thr)", "macro PR-AUC", "folds with positives"]))
@@ -423,7 +439,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "",
         "| label | threshold | target precision | val precision | val recall | temperature | ECE (calibrated) | ECE (raw) |",
         "|---|---|---|---|---|---|---|---|",
-        *[f"| {lab} | {fmt(v.get('threshold'))} | {fmt(extra.get('target_precision'), 2)} | {fmt(v.get('precision'))} | "
+        *[f"| {lab} | {fmt(v.get('threshold'))} | {fmt(_target_of(extra['target_precision'], lab) if extra.get('target_precision') is not None else None, 2)} | {fmt(v.get('precision'))} | "
           f"{fmt(v.get('recall'))} | {fmt(v.get('temperature'), 2)} | {fmt(v.get('ece'), 4)} | {fmt(v.get('ece_uncalibrated'), 4)} |"
           for lab, v in val.items()],
         "",
@@ -494,7 +510,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
         b = result["heldout"][base]["labels"][lab]
         mf, bf = m["hard_negative_fpr"], b["hard_negative_fpr"]
         ok = mf is not None and bf is not None and mf <= bf / 4
-        lines.append(f"- {lab}, each model at its own precision-{result['target_precision']:.2f} threshold: hard-negative FPR "
+        lines.append(f"- {lab}, each model at its own precision-{_target_of(result['target_precision'], lab):.2f} threshold: "
+                     "hard-negative FPR "
                      f"{fmt(mf, 4)} (transformer) vs {fmt(bf, 4)} (baseline), n={m['hard_negative_n']}: "
                      f"{'meets' if ok else 'does NOT meet'} the <= 1/4 target. Held-out F1 {fmt(m['overall']['f1'])} vs "
                      f"{fmt(b['overall']['f1'])}; recall {fmt(m['overall']['recall'])} vs "
@@ -513,7 +530,7 @@ def verdict(result: dict[str, Any]) -> list[str]:
     lo = result.get("loso") or {}
     if "transformer" in lo and "baseline" in lo:
         for lab in LABELS:
-            for key, what in (("pooled_f1", f"precision-{result['target_precision']:.2f} thresholds"),
+            for key, what in (("pooled_f1", f"precision-{targets_text(lo.get('target', 0.9))} thresholds"),
                               ("pooled_f1_f1thr", "best-F1 thresholds")):
                 t, b = lo["transformer"][lab].get(key), lo["baseline"][lab].get(key)
                 if t is None or b is None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "rescore": "rescore",
     "train": "train",
     "evaluate": "evaluate",
+    "calibrate": "calibrate",
     "config": "config",
 }
 

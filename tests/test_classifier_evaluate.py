@@ -63,7 +63,8 @@ def test_loso_baseline_and_report_files(tmp_path):
     assert "Leave-one-source-out" in text and "| osact2022 |" in text and "best-F1 thr" in text
     from classifier.evaluate import verdict
 
-    assert any("best-F1 thresholds" in line for line in verdict(result))
+    both = {**result, "loso": {**lo, "transformer": lo["baseline"]}}  # the verdict compares the two
+    assert any("best-F1 thresholds" in line for line in verdict(both))
     data = json.loads((tmp_path / "report.json").read_text())
     assert "probs" not in json.dumps(data)
     assert (tmp_path / "pr_curves.png").stat().st_size > 1000 and (tmp_path / "calibration.png").exists()

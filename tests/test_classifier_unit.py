@@ -140,3 +140,15 @@ def test_recall_matched_and_best_f1_thresholds():
     y_nan = y.copy()
     y_nan[[0, 1]] = np.nan  # unknown labels are ignored
     assert threshold_for_recall(p, y_nan, 1.0) == 0.5
+
+
+def test_target_precision_is_one_number_or_one_per_label():
+    from flagstream.commands.train import parse_targets
+    from flagstream.errors import UserError
+
+    assert parse_targets("0.9") == {"propaganda": 0.9, "sectarian": 0.9}
+    assert parse_targets("propaganda=0.8,sectarian=0.9") == {"propaganda": 0.8, "sectarian": 0.9}
+    assert parse_targets({"propaganda": 0.8, "sectarian": 0.85}) == {"propaganda": 0.8, "sectarian": 0.85}
+    for bad in ("propaganda=0.8", "x=0.5,propaganda=0.8,sectarian=0.9", "1.5", "high", "propaganda=a,sectarian=0.9"):
+        with pytest.raises(UserError):
+            parse_targets(bad)

@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="evaluate a model against the baseline: per source, per language, LOSO")
     add_config_flags(p, "model", "data_dir", "log_level")
     p.add_argument("--output", type=Path, default=None, help="report directory (default reports/<model>-<version>)")
-    p.add_argument("--target-precision", type=float, default=0.90, help="validation precision for the baseline's thresholds")
+    p.add_argument("--target-precision", default=None,
+                   help="validation precision for the baseline's thresholds (default: the model's own targets; LOSO: 0.90)")
     p.add_argument("--loso", action=argparse.BooleanOptionalAction, default=True, help="leave-one-source-out (default on)")
     p.add_argument("--loso-steps", type=int, default=400, help="transformer steps per LOSO fold (default 400)")
     p.add_argument("--loso-sources", default=None, help="comma-separated held-out sources (default: every source with positives)")
@@ -68,13 +69,20 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.output or PROJECT_ROOT / "reports" / f"{info.name}-{info.version}"
     t0 = time.monotonic()
     holdouts = args.loso_sources.split(",") if args.loso_sources else list(LOSO_DEFAULT)
+    from classifier.manifest import read_manifest
+    from flagstream.commands.train import parse_targets
+
+    targets_model = parse_targets(args.target_precision if args.target_precision is not None
+                                  else read_manifest(Path(settings.model)).extra.get("target_precision") or 0.90)
+    # LOSO folds get one number: the given one, else the product default
+    loso_target = float(args.target_precision) if args.target_precision and "=" not in str(args.target_precision) else 0.90
     if args.loso_only:
         import json
 
         from classifier.evaluate import _jsonable
 
         out_dir.mkdir(parents=True, exist_ok=True)
-        lo = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
+        lo = loso(ds, holdouts, steps=args.loso_steps, target=loso_target, seed=seed,
                   transformer=args.loso_transformer, max_train=args.loso_train_rows)
         (out_dir / "loso.json").write_text(json.dumps(_jsonable(lo), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out_dir / 'loso.json'} in {time.monotonic() - t0:.0f}s")
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     base = fit_baseline(train, seed)
     y_val = targets(val)
     pv_base = base.predict_proba(list(val["text"]))
-    thr_base = choose_thresholds(pv_base, y_val, args.target_precision)
+    thr_base = choose_thresholds(pv_base, y_val, targets_model)
     p_base = base.predict_proba(list(test["text"]))
     thresholds = {info.ref: dict(info.thresholds), "baseline": thr_base}
     # The same comparison at equal recall: the baseline's threshold set on validation to reach the
@@ -98,12 +106,10 @@ def run(args: argparse.Namespace) -> int:
                   for j, lab in enumerate(LABELS)}
     thr_matched = recall_matched_thresholds(pv_base, y_val, val_recall)
     result = {
-        "model": info.ref, "target_precision": args.target_precision, "data": data_rep,
+        "model": info.ref, "target_precision": targets_model, "data": data_rep,
         "heldout": {info.ref: evaluate_split(test, p_model, info.thresholds), "baseline": evaluate_split(test, p_base, thr_base)},
         "heldout_recall_matched": {"baseline": evaluate_split(test, p_base, thr_matched), "val_recall": val_recall},
     }
-    from classifier.manifest import read_manifest
-
     extra = read_manifest(Path(settings.model)).extra
     if "validation" in extra:
         result["validation"] = {info.ref: extra["validation"]}
@@ -117,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         result["loso"] = pool_loso(json.loads(Path(args.loso_from).read_text(encoding="utf-8")))
     elif args.loso:
         print(f"leave-one-source-out over {', '.join(holdouts)} ...", flush=True)
-        result["loso"] = loso(ds, holdouts, steps=args.loso_steps, target=args.target_precision, seed=seed,
+        result["loso"] = loso(ds, holdouts, steps=args.loso_steps, target=loso_target, seed=seed,
                               transformer=args.loso_transformer, max_train=args.loso_train_rows)
     result["seconds"] = round(time.monotonic() - t0, 1)
     md = write_report(out_dir, result)

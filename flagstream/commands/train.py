@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=None, help="tokens per post (default 128)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=40.0, help="stop training after this many minutes (default 40; 0 = none)")
-    p.add_argument("--target-precision", type=float, default=0.90, help="validation precision the thresholds aim for")
+    p.add_argument("--target-precision", default="0.90",
+                   help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
     p.set_defaults(func=run)
@@ -70,15 +71,45 @@ def data_fingerprint(texts: list[str], targets: np.ndarray) -> str:
     return h.hexdigest()[:12]
 
 
+def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
+    """``0.9`` (every label) or ``propaganda=0.8,sectarian=0.9`` -> {label: target precision}."""
+    from classifier.labels import LABELS
+
+    if isinstance(value, dict):
+        out = {k: float(v) for k, v in value.items()}
+    elif isinstance(value, (int, float)) or "=" not in str(value):
+        try:
+            out = {lab: float(value) for lab in LABELS}
+        except ValueError:
+            raise UserError(f"--target-precision: expected a number or LABEL=P,..., got {value!r}") from None
+    else:
+        out = {}
+        for part in str(value).split(","):
+            lab, _, num = part.partition("=")
+            try:
+                out[lab.strip()] = float(num)
+            except ValueError:
+                raise UserError(f"--target-precision: {part!r} is not LABEL=NUMBER") from None
+    unknown = set(out) - set(LABELS)
+    missing = set(LABELS) - set(out)
+    if unknown or missing:
+        raise UserError(f"--target-precision: labels are {', '.join(LABELS)}; "
+                        f"got {', '.join(sorted(out))} (give every label, e.g. propaganda=0.8,sectarian=0.9)")
+    bad = [lab for lab, v in out.items() if not 0.0 < v < 1.0]
+    if bad:
+        raise UserError(f"--target-precision for {', '.join(bad)} must be between 0 and 1")
+    return out
+
+
 def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resume: bool = False,
-                 target_precision: float = 0.90, version: str = "1.0.0", progress: bool = True,
+                 target_precision: Any = 0.90, version: str = "1.0.0", progress: bool = True,
                  data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME) -> dict[str, Any]:
     """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
-    from classifier.calibration import expected_calibration_error, fit_temperature, threshold_for_precision
+    from classifier.calibration import calibrate
     from classifier.data import targets as targets_of
     from classifier.labels import LABELS
     from classifier.manifest import ModelManifest, write_manifest
-    from classifier.train import Trainer, predict_logits
+    from classifier.train import Trainer
     from classifier.transformer import BASE_NAME, base_fingerprint, config_hash, load_base, save_weights
 
     train = ds.filter(lambda s: s == "train", input_columns="split")
@@ -91,17 +122,8 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     trainer = Trainer(model, tokenizer, cfg, run_dir)
     fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume, progress=progress)
 
-    y_val = targets_of(val)
-    z_val = predict_logits(model, tokenizer, list(val["text"]), cfg.max_length, progress=progress)
-    temps = [fit_temperature(z_val[:, j], y_val[:, j]) for j in range(len(LABELS))]
-    p_val = 1 / (1 + np.exp(-z_val / np.asarray(temps)))
-    thresholds, val_metrics = {}, {}
-    for j, lab in enumerate(LABELS):
-        thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], target_precision)
-        thresholds[lab] = round(thr, 6)
-        val_metrics[lab] = {"threshold": thr, "precision": prec, "recall": rec, "temperature": temps[j],
-                            "ece": expected_calibration_error(p_val[:, j], y_val[:, j]),
-                            "ece_uncalibrated": expected_calibration_error(1 / (1 + np.exp(-z_val[:, j])), y_val[:, j])}
+    temps, thresholds, val_metrics = calibrate(model, tokenizer, val, cfg.max_length, parse_targets(target_precision),
+                                               progress)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for old in output.iterdir():
@@ -111,7 +133,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     data_hash = data_fingerprint(list(train["text"]), y_train)
     cfg_hash = config_hash(cfg.as_dict())
     extra = {
-        "max_length": cfg.max_length, "temperatures": temps, "target_precision": target_precision,
+        "max_length": cfg.max_length, "temperatures": temps, "target_precision": parse_targets(target_precision),
         "train_config": cfg.as_dict(), "config_hash": cfg_hash, "data_hash": data_hash,
         "base_sha256_16": base_fingerprint(), "training": fit, "validation": val_metrics,
         "data_summary": data_summary or {}, "storage": "bf16 deltas from the packaged base; word embeddings frozen",
@@ -131,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = train_config_from_args(args)
+    parse_targets(args.target_precision)  # a bad value fails before an hour of training
     unknown = set(args.exclude_source) - {s.name for s in SOURCES}
     if unknown:
         raise UserError(f"unknown source(s) {sorted(unknown)}; known: {', '.join(s.name for s in SOURCES)}")
