@@ -425,7 +425,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "scaling fitted on validation.",
         f"- Training: {tr.get('steps')} of {tr.get('total_steps')} optimizer steps, batch {cfg.get('batch_size')}, "
         f"max_length {cfg.get('max_length')}, lr {cfg.get('lr')} (head {cfg.get('head_lr')}), seed {cfg.get('seed')}, "
-        f"bf16 autocast on CPU, {tr.get('seconds')} s of training on a 2-core CPU shared with other jobs"
+        f"bf16 autocast on CPU, {tr.get('seconds')} s of training on 2 CPU cores"
         f"{' (resumed from a checkpoint)' if tr.get('resumed') else ''}; {tr.get('rows')} training rows."
         + (f" {extra['training_note']}" if extra.get("training_note") else ""),
         "",
@@ -443,6 +443,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
           f"{fmt(v.get('recall'))} | {fmt(v.get('temperature'), 2)} | {fmt(v.get('ece'), 4)} | {fmt(v.get('ece_uncalibrated'), 4)} |"
           for lab, v in val.items()],
         "",
+        *_curve_lines(val, extra),
         "## Intended use",
         "",
         "Triage for trust-and-safety reviewers: posts above a threshold go to a human review queue. Not for automated "
@@ -498,6 +499,19 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "",
     ]
     return "\n".join(lines)
+
+
+def _curve_lines(val: dict[str, Any], extra: dict[str, Any]) -> list[str]:
+    """Other operating points an operator can set with the ``thresholds`` config (validation numbers)."""
+    if not any(v.get("curve") for v in val.values()):
+        return []
+    lines = ["Other operating points (validation; set them with the `thresholds` config):", "",
+             "| label | target precision | threshold | val precision | val recall |", "|---|---|---|---|---|"]
+    for lab, v in val.items():
+        for pt in v.get("curve", []):
+            lines.append(f"| {lab} | {fmt(pt['target'], 2)} | {fmt(pt['threshold'])} | {fmt(pt['precision'])} | {fmt(pt['recall'])} |")
+    lines.append("")
+    return lines
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
