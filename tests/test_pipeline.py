@@ -386,5 +386,5 @@ def test_rebalance_while_a_batch_is_being_scored_loses_nothing(topics):
     counts = Counter(r.key.decode() for r in scores)
     assert set(counts) == {pid for pid, _ in posts} and dlq == []
     assert max(counts.values()) <= 2 and sum(c - 1 for c in counts.values()) <= 16  # at most one batch re-done
-    if second.pipeline.stats.scored > 0:  # on a loaded CPU the first member may drain the topic before the join
-        assert first.pipeline.stats.dropped_in_flight >= 0
+    # (on a loaded CPU the first member may drain the topic before the join completes; the guarantees
+    # above hold either way, and stats.dropped_in_flight counts the in-flight records left to the new owner)
