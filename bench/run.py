@@ -332,6 +332,13 @@ def fmt_table(res: dict) -> str:
             frac = tp["posts_per_s"] / m["flagstream"][m["default_precision"]]["posts_per_s"]
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
                          f"= {100 * frac:.0f}% of the scorer alone")
+            ov = e.get("throughput_overlap", {})
+            if "posts_per_s" in ov:
+                ofrac = ov["posts_per_s"] / m["flagstream"][m["default_precision"]]["posts_per_s"]
+                lines.append(f"            with overlap_scoring (opt-in) {ov['posts_per_s']} posts/s "
+                             f"= {100 * ofrac:.0f}% of the scorer alone")
+            elif "error" in ov:
+                lines.append(f"            with overlap_scoring: error: {ov['error']}")
             if "error" in lat:
                 lines.append(f"            latency: error: {lat['error']}")
             elif lat:
@@ -448,10 +455,13 @@ def main(argv: list[str] | None = None) -> int:
 
             log("end to end: flagstream stream through the embedded broker")
             res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads)
+        scorer_pps = res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"]
         tp = res["e2e"].get("throughput", {})
         if "posts_per_s" in tp:
-            res["e2e_fraction_of_scorer"] = round(
-                tp["posts_per_s"] / res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"], 3)
+            res["e2e_fraction_of_scorer"] = round(tp["posts_per_s"] / scorer_pps, 3)
+        ov = res["e2e"].get("throughput_overlap", {})
+        if "posts_per_s" in ov:
+            res["e2e_overlap_fraction_of_scorer"] = round(ov["posts_per_s"] / scorer_pps, 3)
         if "archive" in skip:
             res["archive"] = {"skipped": "--skip archive"}
         else:

@@ -64,7 +64,7 @@ class Settings(BaseModel):
     model: Path = DEFAULT_MODEL_DIR
     thresholds: dict[str, float] | None = None
     scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
-    overlap_scoring: bool = True  # score batch N on a worker thread while batch N-1 is produced and committed
+    overlap_scoring: bool = False  # opt-in: score batch N on a worker thread while N-1 is produced and committed
 
     # --- operations --------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"

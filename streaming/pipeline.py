@@ -8,7 +8,7 @@
       └──────────── commit offsets ◄── wait for every ack ◄── producer.flush ◄─────────────┘
                     (streaming.checkpoint.Checkpoint)
 
-With ``overlap_scoring`` (the default) the model never waits for Kafka: batch N is scored on a worker
+With ``overlap_scoring`` (opt-in) the model never waits for Kafka: batch N is scored on a worker
 thread (torch releases the GIL) while the main thread produces, flushes and commits batch N-1 and
 polls batch N+1, so at most one batch is scored-but-uncommitted when a poll runs. Without it every
 step runs in turn on the main thread. Both modes share one ``_start_batch`` / ``_finish`` pair.
@@ -336,20 +336,26 @@ class Pipeline:
             if n >= s.batch_size or (n and deadline is not None and now >= deadline):
                 break
             timeout_ms = 500 if not n else max(0, int((deadline - now) * 1000))  # type: ignore[operator]
-            try:
-                records = self.consumer.poll(timeout_ms=timeout_ms, max_records=s.batch_size - n)
-            except KafkaError as exc:
-                self._warn("poll", "poll failed; retrying", error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(0.5)
-                continue
-            got = [r for rs in records.values() for r in rs]
-            if got:
-                self._last_record_at = time.monotonic()
-                with self._lock:
-                    self._pending.extend(got)
-            elif not n:
+            got = self._poll_into_pending(timeout_ms, s.batch_size - n, retry_wait_s=0.5)
+            if got == 0 and not n:
                 return []  # idle: let the loop do its periodic work
         return self._drain_pending()
+
+    def _poll_into_pending(self, timeout_ms: int, max_records: int, retry_wait_s: float) -> int | None:
+        """One ``poll()`` appended to the pending records: how many arrived (None = the poll failed)."""
+        assert self.consumer is not None
+        try:
+            records = self.consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            self._warn("poll", "poll failed; retrying", error=f"{type(exc).__name__}: {exc}")
+            self._stop.wait(retry_wait_s)
+            return None
+        got = [r for rs in records.values() for r in rs]
+        if got:
+            self._last_record_at = time.monotonic()
+            with self._lock:
+                self._pending.extend(got)
+        return len(got)
 
     def _poll_while_scoring(self, current: _InFlight) -> None:
         """Fill the next batch while ``current`` is scored; return as soon as its scores are ready.
@@ -364,17 +370,7 @@ class Pipeline:
                 room = s.batch_size - len(self._pending)
             if room <= 0:
                 return
-            try:
-                records = self.consumer.poll(timeout_ms=10, max_records=room)
-            except KafkaError as exc:
-                self._warn("poll", "poll failed; retrying", error=f"{type(exc).__name__}: {exc}")
-                self._stop.wait(0.05)
-                continue
-            got = [r for rs in records.values() for r in rs]
-            if got:
-                self._last_record_at = time.monotonic()
-                with self._lock:
-                    self._pending.extend(got)
+            self._poll_into_pending(10, room, retry_wait_s=0.05)
 
     def _drain_pending(self) -> list[Any]:
         with self._lock:

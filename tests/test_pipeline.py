@@ -366,7 +366,7 @@ def test_rebalance_while_a_batch_is_being_scored_loses_nothing(topics):
     posts = [(f"rb-{i}", BENIGN_TEXT if i % 4 else PROPAGANDA_TEXT) for i in range(400)]
     produce_posts(topics.bootstrap, topics.posts, posts)
     slow = _SlowScorer(topics.model_dir, delay_s=0.25)
-    first = PipelineThread(topics.settings(batch_size=16, batch_wait_ms=20, client_id="rb-first"), slow)
+    first = PipelineThread(topics.settings(batch_size=16, batch_wait_ms=20, client_id="rb-first", overlap_scoring=True), slow)
     second = None
     try:
         first.wait_assigned()
@@ -374,7 +374,7 @@ def test_rebalance_while_a_batch_is_being_scored_loses_nothing(topics):
         while first.pipeline.stats.scored < 48 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert first.pipeline.stats.scored >= 48, "first member made no progress"
-        second = PipelineThread(topics.settings(batch_size=16, batch_wait_ms=20, client_id="rb-second"),
+        second = PipelineThread(topics.settings(batch_size=16, batch_wait_ms=20, client_id="rb-second", overlap_scoring=True),
                                 _SlowScorer(topics.model_dir, delay_s=0.01))
         scores, dlq = wait_accounted(topics, expected_ids={pid for pid, _ in posts}, timeout_s=120)
     finally:
