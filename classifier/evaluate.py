@@ -468,10 +468,15 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "`classifier/isis_labels.jsonl` by row index + a 12-hex text hash (no text, no usernames). Only "
         f"{hand_summary.get('propaganda_rate', 0.216) * 100 if hand_summary else 21.6:.0f}% of them are propaganda by the guide "
         "(the rest: news, cricket, chatter, religious quotes). So the account label is not used as-is: a lexicon of the "
-        "movement's own vocabulary (media brands, provinces, 'apostates', 'rafidha', 'crusaders', 'taghut', martyrdom...) "
-        f"labels a tweet weak-positive (weight {ISIS_LEX_POS_WEIGHT}) or weak-negative (weight {ISIS_LEX_NEG_WEIGHT}); "
-        "against the hand labels the rule has ~0.67 precision / ~0.67 recall on positives and ~0.91 precision on negatives "
-        "(the rule was written while looking at these labels, so these numbers are optimistic). Hand labels override the "
+        "movement's own in-group vocabulary (media brands, 'apostates', 'rafidha', 'crusaders', 'taghut', martyrdom...) "
+        f"labels a tweet weak-positive (weight {ISIS_LEX_POS_WEIGHT}) or weak-negative (weight {ISIS_LEX_NEG_WEIGHT}). "
+        "A tweet whose only matches are the group's names ('Islamic State', 'caliphate', 'dawla', Arabic "
+        "'al-dawla al-islamiya') is not a weak positive: news headlines retweeted by these accounts use the names too and "
+        "the guide labels them 0; the earlier name-or-vocabulary rule taught 1.2.0 that news about ISIS is propaganda "
+        "(its top false positives). Against all 320 hand labels the rule has 0.76 precision / 0.55 recall on positives "
+        "and 0.89 precision on negatives (the name-or-vocabulary rule: 0.67 / 0.67 / 0.91; the rules were written "
+        "while looking at these labels, so these numbers are optimistic). Hand-labelled ISIS news (kind `news`) and the "
+        "clean negatives of the hard-negative sources weigh 2x in training. Hand labels override the "
         "rule with full weight; training-account hand labels are trained on, validation-account ones set thresholds, "
         "test-account ones are the only ISIS rows the test metrics use. Rule-labelled rows are never used to judge, "
         "calibrate or pick thresholds.",
@@ -514,6 +519,13 @@ def _curve_lines(val: dict[str, Any], extra: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _meets(ok: bool, model_fpr: float | None, base_fpr: float | None) -> str:
+    """'meets' / 'does NOT meet'; a tie at zero is said as such (0 <= 0/4 is a pass that proves little)."""
+    if ok and model_fpr == 0 and base_fpr == 0:
+        return "meets the <= 1/4 target, as a tie at zero (neither model flags a single hard negative)"
+    return "meets the <= 1/4 target" if ok else "does NOT meet the <= 1/4 target"
+
+
 def verdict(result: dict[str, Any]) -> list[str]:
     """The acceptance checks, stated with their numbers (whether they pass or not)."""
     names = [n for n in result["heldout"] if n != "baseline"]
@@ -527,7 +539,7 @@ def verdict(result: dict[str, Any]) -> list[str]:
         lines.append(f"- {lab}, each model at its own precision-{_target_of(result['target_precision'], lab):.2f} threshold: "
                      "hard-negative FPR "
                      f"{fmt(mf, 4)} (transformer) vs {fmt(bf, 4)} (baseline), n={m['hard_negative_n']}: "
-                     f"{'meets' if ok else 'does NOT meet'} the <= 1/4 target. Held-out F1 {fmt(m['overall']['f1'])} vs "
+                     f"{_meets(ok, mf, bf)}. Held-out F1 {fmt(m['overall']['f1'])} vs "
                      f"{fmt(b['overall']['f1'])}; recall {fmt(m['overall']['recall'])} vs "
                      f"{fmt(b['overall']['recall'])}. Hard-negative FPR by source: "
                      + ", ".join(f"{k} {fmt(v, 4)}/{fmt(b['hard_negative_fpr_per_source'].get(k), 4)}"
@@ -538,7 +550,7 @@ def verdict(result: dict[str, Any]) -> list[str]:
             ok2 = mf is not None and bf2 is not None and mf <= bf2 / 4
             lines.append(f"- {lab}, baseline at the transformer's validation recall (threshold {fmt(mb['threshold'])}): "
                          f"hard-negative FPR {fmt(mf, 4)} (transformer) vs {fmt(bf2, 4)} (baseline): "
-                         f"{'meets' if ok2 else 'does NOT meet'} the <= 1/4 target; baseline test precision "
+                         f"{_meets(ok2, mf, bf2)}; baseline test precision "
                          f"{fmt(mb['overall']['precision'])}, recall {fmt(mb['overall']['recall'])} there vs the transformer's "
                          f"{fmt(m['overall']['precision'])} / {fmt(m['overall']['recall'])}.")
     lo = result.get("loso") or {}

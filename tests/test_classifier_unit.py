@@ -16,7 +16,7 @@ from classifier.calibration import (
 )
 from classifier.data import dedupe, guess_lang, text_hash
 from classifier.normalize import dedup_key, normalize_text
-from classifier.sources import HARD_NEGATIVE_SOURCES, ISIS_LEXICON, SOURCES, mapping_table
+from classifier.sources import HARD_NEGATIVE_SOURCES, SOURCES, isis_rule, mapping_table
 from classifier.splits import assign_split, leave_one_source_out, split_column
 
 
@@ -55,10 +55,13 @@ def test_every_source_has_a_reason_and_hard_negatives_are_named():
     assert all(n in table for n in names)
 
 
-def test_isis_lexicon_is_about_the_movement_not_arabic_script():
-    assert ISIS_LEXICON.search("#AmaqAgency Islamic state forces recaptured the village from apostates")
-    assert not ISIS_LEXICON.search("Lol even Lahore Qalanders have dropped Umar Akmal. #PSL")
-    assert not ISIS_LEXICON.search("بسم الله الرحمن الرحيم السلام عليكم")  # a greeting is not the group's vocabulary
+def test_isis_rule_is_about_the_movements_voice_not_its_name_or_arabic_script():
+    assert isis_rule("#AmaqAgency Islamic state forces recaptured the village from apostates")
+    assert isis_rule("the lions of the khilafah, takbir!")
+    # a headline naming the group is news, not a weak positive (the labelling guide labels it 0)
+    assert not isis_rule("Islamic State fighters seize town near the Syrian border, officials say")
+    assert not isis_rule("Lol even Lahore Qalanders have dropped Umar Akmal. #PSL")
+    assert not isis_rule("بسم الله الرحمن الرحيم السلام عليكم")  # a greeting is not the group's vocabulary
 
 
 def test_guess_lang():

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "use models/flagstream-minilm to replace the shipped default)")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default runs/train-<config hash>)")
     p.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 4000 = 2.2 epochs: about 36 min on 2 idle cores; --time-budget stops it early and still saves)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 4000 = 2.2 epochs: 21 min on 2 idle cores, 36 min with other work beside it; --time-budget stops it early and still saves)")
     p.add_argument("--train-batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--max-length", type=int, default=None, help="tokens per post (default 128)")
