@@ -376,10 +376,20 @@ def results_markdown(res: dict, table: str) -> str:
     """bench/RESULTS.md: the table exactly as printed, with the conditions it was measured under."""
     m = res["model"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    args, skip_next = [], False
+    for a in sys.argv[1:]:  # the command as run, without where its outputs went
+        if skip_next or a.startswith(("--json-out=", "--results-md=")):
+            skip_next = False
+            continue
+        if a in ("--json-out", "--results-md"):
+            skip_next = True
+            continue
+        args.append(a)
+    cmd = " ".join(["python bench/run.py", *args])
     return "\n".join([
         "# flagstream benchmark results",
         "",
-        f"Measured {when} with `python bench/run.py` on **{m['threads']} cores** of an **{res['cpu']}** "
+        f"Measured {when} with `{cmd}` on **{m['threads']} cores** of an **{res['cpu']}** "
         f"(`/proc/cpuinfo`; native bf16: {m['native_bf16']}), model `{m['model_info']['ref']}` "
         f"({res['model_desc']}), {res['texts']['n']} posts from {res['texts']['source']}. "
         f"Whole run: {res['bench_seconds']:.0f} s. 1-minute load average {res['loadavg_at_start']:.1f} at the start, "

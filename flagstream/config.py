@@ -57,7 +57,7 @@ class Settings(BaseModel):
     startup_timeout_s: float = Field(60.0, gt=0)
 
     # --- micro-batching and scoring ----------------------------------------------------
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(512, ge=1)  # a cap, reached only under backlog; batch_wait_ms bounds latency
     batch_wait_ms: int = Field(200, ge=0)
     max_text_chars: int = Field(10_000, ge=1)
     max_message_bytes: int = Field(1_000_000, ge=1024)
