@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -329,14 +330,12 @@ def fmt_table(res: dict) -> str:
         if "error" in tp:
             lines.append(f"end to end: error: {tp['error']}")
         else:
-            frac = tp["posts_per_s"] / m["flagstream"][m["default_precision"]]["posts_per_s"]
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
-                         f"= {100 * frac:.0f}% of the scorer alone")
+                         f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone")
             ov = e.get("throughput_overlap", {})
             if "posts_per_s" in ov:
-                ofrac = ov["posts_per_s"] / m["flagstream"][m["default_precision"]]["posts_per_s"]
                 lines.append(f"            with overlap_scoring (opt-in) {ov['posts_per_s']} posts/s "
-                             f"= {100 * ofrac:.0f}% of the scorer alone")
+                             f"= {100 * res['e2e_overlap_fraction_of_scorer']:.0f}% of the scorer alone")
             elif "error" in ov:
                 lines.append(f"            with overlap_scoring: error: {ov['error']}")
             if "error" in lat:
@@ -372,20 +371,11 @@ def fmt_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(res: dict, table: str) -> str:
-    """bench/RESULTS.md: the table exactly as printed, with the conditions it was measured under."""
+def results_markdown(res: dict, table: str, argv: list[str]) -> str:
+    """bench/RESULTS.md: the table exactly as printed, with the command and conditions it was measured under."""
     m = res["model"]
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    args, skip_next = [], False
-    for a in sys.argv[1:]:  # the command as run, without where its outputs went
-        if skip_next or a.startswith(("--json-out=", "--results-md=")):
-            skip_next = False
-            continue
-        if a in ("--json-out", "--results-md"):
-            skip_next = True
-            continue
-        args.append(a)
-    cmd = " ".join(["python bench/run.py", *args])
+    cmd = shlex.join(["python", "bench/run.py", *argv])
     return "\n".join([
         "# flagstream benchmark results",
         "",
@@ -427,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", default="", help="comma list of parts to skip: e2e,archive,cascade")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON result to this file")
     ap.add_argument("--results-md", type=Path, default=None, help="also write the table as Markdown (bench/RESULTS.md)")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     s = args.smoke
     args.texts = args.texts or (96 if s else 2000)
@@ -465,13 +456,11 @@ def main(argv: list[str] | None = None) -> int:
 
             log("end to end: flagstream stream through the embedded broker")
             res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads)
-        scorer_pps = res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"]
-        tp = res["e2e"].get("throughput", {})
-        if "posts_per_s" in tp:
-            res["e2e_fraction_of_scorer"] = round(tp["posts_per_s"] / scorer_pps, 3)
-        ov = res["e2e"].get("throughput_overlap", {})
-        if "posts_per_s" in ov:
-            res["e2e_overlap_fraction_of_scorer"] = round(ov["posts_per_s"] / scorer_pps, 3)
+        for key, run in (("e2e_fraction_of_scorer", "throughput"), ("e2e_overlap_fraction_of_scorer", "throughput_overlap")):
+            tp = res["e2e"].get(run, {})
+            if "posts_per_s" in tp:
+                scorer_pps = res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"]
+                res[key] = round(tp["posts_per_s"] / scorer_pps, 3)
         if "archive" in skip:
             res["archive"] = {"skipped": "--skip archive"}
         else:
@@ -492,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json_out:
         args.json_out.write_text(line + "\n", encoding="utf-8")
     if args.results_md:
-        args.results_md.write_text(results_markdown(res, table), encoding="utf-8")
+        args.results_md.write_text(results_markdown(res, table, argv), encoding="utf-8")
     return 0
 
 

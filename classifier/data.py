@@ -26,7 +26,7 @@ import numpy as np
 
 from classifier.labels import LABELS
 from classifier.normalize import dedup_key, normalize_text
-from classifier.sources import HARD_NEGATIVE_WEIGHT, SOURCES, Source
+from classifier.sources import HARD_NEGATIVE_WEIGHT, SOURCES, Source, is_hard_negative
 from classifier.splits import split_column
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def read_source(src: Source, data_dir: Path, seed: int = 13,
     for r in src.reader(Path(data_dir) / src.folder):
         raw = r["text"] or ""
         r["hand"] = 0
+        kind = None
         if src.name == "isis_fifthtribe" and hand:
             meta = json.loads(r["meta"])
             rec = hand.get(meta["row"])
@@ -109,10 +110,9 @@ def read_source(src: Source, data_dir: Path, seed: int = 13,
                     raise ValueError(f"classifier/isis_labels.jsonl row {meta['row']}: text hash mismatch; the data changed")
                 r["propaganda"], r["sectarian"] = int(rec["propaganda"]), int(rec["sectarian"])
                 r["weight"], r["hand"] = 1.0, 1
-                if rec.get("kind") == "news" and not r["propaganda"]:
-                    r["weight"] = HARD_NEGATIVE_WEIGHT  # news retweeted by these accounts: a hard negative
+                kind = rec.get("kind")
                 hand_hits += 1
-        elif src.hard_negative and r["propaganda"] == 0 and r["sectarian"] in (0, None):
+        if is_hard_negative(src.name, kind) and r["propaganda"] == 0 and r["sectarian"] in (0, None):
             r["weight"] = r["weight"] * HARD_NEGATIVE_WEIGHT
         text = normalize_text(raw)
         if len(text) < MIN_CHARS or (r["propaganda"] is None and r["sectarian"] is None):

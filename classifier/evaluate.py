@@ -29,7 +29,7 @@ from classifier.calibration import (
 from classifier.data import load_hand_labels, targets
 from classifier.labels import LABELS
 from classifier.metrics import binary_metrics, fmt
-from classifier.sources import HARD_NEGATIVE_SOURCES
+from classifier.sources import is_hard_negative
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,8 @@ def isis_kinds() -> dict[int, str]:
 def hard_negative_mask(ds: Any) -> np.ndarray:
     """Hard-negative sources, plus ISIS-account tweets hand-labelled as news."""
     kinds = isis_kinds()
-    out = []
-    for src, hand, meta in zip(ds["source"], ds["hand"], ds["meta"]):
-        if src in HARD_NEGATIVE_SOURCES:
-            out.append(True)
-        elif hand and meta:
-            out.append(kinds.get(json.loads(meta).get("row", -1)) == "news")
-        else:
-            out.append(False)
-    return np.asarray(out, dtype=bool)
+    return np.asarray([is_hard_negative(src, kinds.get(json.loads(meta).get("row", -1)) if hand and meta else None)
+                       for src, hand, meta in zip(ds["source"], ds["hand"], ds["meta"])], dtype=bool)
 
 
 def evaluate_split(ds: Any, probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, Any]:

@@ -52,8 +52,9 @@ ISIS_LEXICON = re.compile(
 ISIS_NAMES = re.compile(r"(islamic ?state|#is\b|caliphate|khilaf|dawla|"
                         r"الدولة الإسلامية|الدولة الاسلامية|الخلافة)", re.IGNORECASE)
 
-# Hard-negative sources (news and discussion of attacks, counter-speech, news sentences) are where a
-# reviewer's trust is lost, and they are outnumbered by easy negatives; their clean negatives weigh double.
+# Hard negatives (is_hard_negative: news and discussion of attacks, counter-speech, news sentences, ISIS-account
+# news) are where a reviewer's trust is lost, and they are outnumbered by easy negatives; their clean negatives
+# weigh double.
 HARD_NEGATIVE_WEIGHT = 2.0
 
 
@@ -287,6 +288,12 @@ SOURCES: tuple[Source, ...] = (
 
 BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
 HARD_NEGATIVE_SOURCES: frozenset[str] = frozenset(s.name for s in SOURCES if s.hard_negative)
+
+
+def is_hard_negative(source: str, hand_kind: str | None = None) -> bool:
+    """The one definition of a hard negative, shared by training weights and the evaluation's FPR: a row of a
+    hard-negative source, or an ISIS-account tweet hand-labelled as news (``kind`` in isis_labels.jsonl)."""
+    return source in HARD_NEGATIVE_SOURCES or hand_kind == "news"
 
 
 def mapping_table() -> str:
