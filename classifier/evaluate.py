@@ -188,6 +188,55 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
     return out
 
 
+def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Pooled LOSO F1, transformer minus baseline, with a paired 95% bootstrap interval, per label and operating point.
+
+    A pooled F1 rests on a few hundred positives at a high-precision threshold, so a gap of 0.02 can be noise:
+    the interval says whether it is. Rows are resampled within each fold (the same rows for both models), every
+    row keeping its fold's thresholds. Needs the folds' test probabilities, so it runs where LOSO runs.
+    """
+    rng = np.random.default_rng(seed)
+    res: dict[str, Any] = {}
+    folds = [f for f in out["folds"].values() if "transformer" in f and "baseline" in f
+             and "probs" in f["transformer"] and "probs" in f["baseline"] and "y" in f]
+    if not folds:
+        return res
+    for j, lab in enumerate(LABELS):
+        for key in ("thresholds", "thresholds_f1"):
+            counts = []  # per fold: (n, 6) ints -> tp, fp, fn of transformer then baseline
+            for f in folds:
+                y = np.asarray(f["y"], dtype=float)[:, j]
+                known = ~np.isnan(y)
+                if not (y[known] == 1).any():
+                    continue
+                cols = []
+                for kind in ("transformer", "baseline"):
+                    flag = np.asarray(f[kind]["probs"], dtype=float)[known, j] >= f[kind][key][lab]
+                    pos = y[known] == 1
+                    cols += [flag & pos, flag & ~pos, ~flag & pos]
+                counts.append(np.stack(cols, axis=1).astype(np.int64))
+            if not counts:
+                continue
+
+            def f1s(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                tp_t, fp_t, fn_t, tp_b, fp_b, fn_b = (c[..., i] for i in range(6))
+                return (2 * tp_t / np.maximum(1, 2 * tp_t + fp_t + fn_t), 2 * tp_b / np.maximum(1, 2 * tp_b + fp_b + fn_b))
+
+            total = sum(c.sum(axis=0) for c in counts)
+            ft, fb = f1s(total)
+            boot = np.zeros((resamples, 6), dtype=np.int64)
+            for c in counts:
+                idx = rng.integers(0, len(c), size=(resamples, len(c)))
+                boot += c[idx].sum(axis=1)
+            bt, bb = f1s(boot)
+            diff = bt - bb
+            res.setdefault(lab, {})["f1thr" if key == "thresholds_f1" else "target"] = {
+                "transformer": float(ft), "baseline": float(fb), "difference": float(ft - fb),
+                "ci95": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))],
+                "p_not_better": float((diff <= 0).mean()), "resamples": resamples}
+    return res
+
+
 def _operating_points(pv: np.ndarray, yv: np.ndarray, pt: np.ndarray, yt: np.ndarray, target: float) -> dict[str, Any]:
     """A LOSO fold's test metrics at two thresholds picked on the other sources' validation split:
     the product's (precision ``target``) and the best-F1 one (the F1 a threshold tuned for F1 gets)."""
@@ -225,6 +274,9 @@ def pool_loso(out: dict[str, Any]) -> dict[str, Any]:
             pooled[lab] = entry
         if any(kind in f for f in out["folds"].values()):
             out[kind] = pooled
+    diff = loso_f1_difference(out)
+    if diff:  # absent when re-pooled from a loso.json (no probabilities): keep the stored one
+        out["f1_difference"] = diff
     return out
 
 
@@ -337,6 +389,16 @@ def markdown_report(result: dict[str, Any]) -> str:
         out.append(_table(rows, ["label", "model", "pooled F1 (P-target thr)", "macro F1", "pooled P", "pooled R",
                                  "pooled F1 (best-F1 thr)", "macro F1 (best-F1 thr)", "macro PR-AUC", "folds with positives"]))
         out.append("")
+        diffs = lo.get("f1_difference") or {}
+        if diffs:
+            out.append("Transformer minus baseline, pooled F1, with a paired bootstrap 95% interval (rows resampled within "
+                       "folds; an interval that contains 0 is no evidence either way):")
+            out.append("")
+            out.append(_table([[lab, "precision target" if op == "target" else "best F1", f"{d['difference']:+.3f}",
+                                f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]", fmt(d["p_not_better"])]
+                               for lab, ops in diffs.items() for op, d in ops.items()],
+                              ["label", "operating point", "difference", "95% CI", "share of resamples not better"]))
+            out.append("")
     for lab in LABELS:
         out.append(f"## {lab}: per source")
         rows = []
@@ -396,7 +458,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
     """MODEL_CARD.md for a model directory, with the evaluation's key tables embedded."""
     from classifier.data import report_markdown
     from classifier.labels import DEFINITIONS
-    from classifier.sources import ISIS_LEX_NEG_WEIGHT, ISIS_LEX_POS_WEIGHT, mapping_table
+    from classifier.sources import HARD_NEGATIVE_WEIGHT, ISIS_LEX_NEG_WEIGHT, ISIS_LEX_POS_WEIGHT, mapping_table
 
     extra = manifest.extra
     tr = extra.get("training", {})
@@ -469,7 +531,7 @@ def model_card(manifest: Any, result: dict[str, Any], hand_summary: dict[str, An
         "(its top false positives). Against all 320 hand labels the rule has 0.76 precision / 0.55 recall on positives "
         "and 0.89 precision on negatives (the name-or-vocabulary rule: 0.67 / 0.67 / 0.91; the rules were written "
         "while looking at these labels, so these numbers are optimistic). Hand-labelled ISIS news (kind `news`) and the "
-        "clean negatives of the hard-negative sources weigh 2x in training. Hand labels override the "
+        f"clean negatives of the hard-negative sources weigh {HARD_NEGATIVE_WEIGHT:g}x in training. Hand labels override the "
         "rule with full weight; training-account hand labels are trained on, validation-account ones set thresholds, "
         "test-account ones are the only ISIS rows the test metrics use. Rule-labelled rows are never used to judge, "
         "calibrate or pick thresholds.",
@@ -558,8 +620,11 @@ def verdict(result: dict[str, Any]) -> list[str]:
                 if t is None or b is None:
                     continue
                 beats = t > b
+                d = (lo.get("f1_difference") or {}).get(lab, {}).get("f1thr" if key.endswith("f1thr") else "target")
+                ci = (f" (difference {d['difference']:+.3f}, paired bootstrap 95% CI [{d['ci95'][0]:+.3f}, "
+                      f"{d['ci95'][1]:+.3f}])" if d else "")
                 lines.append(f"- {lab}: leave-one-source-out pooled F1 at {what} {fmt(t)} (transformer, {lo['steps']} steps) "
-                             f"vs {fmt(b)} (baseline): the transformer {'beats' if beats else 'does NOT beat'} the baseline.")
+                             f"vs {fmt(b)} (baseline){ci}: the transformer {'beats' if beats else 'does NOT beat'} the baseline.")
             t, b = lo["transformer"][lab].get("macro_pr_auc"), lo["baseline"][lab].get("macro_pr_auc")
             if t is not None and b is not None:
                 lines.append(f"- {lab}: leave-one-source-out macro PR-AUC (threshold-free) {fmt(t)} vs {fmt(b)}.")

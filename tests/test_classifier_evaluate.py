@@ -69,3 +69,31 @@ def test_loso_baseline_and_report_files(tmp_path):
     assert "probs" not in json.dumps(data)
     assert (tmp_path / "pr_curves.png").stat().st_size > 1000 and (tmp_path / "calibration.png").exists()
     assert markdown_report(result) == text
+
+
+def _fold(rng, n: int, t_hits: int, b_hits: int) -> dict:
+    """A synthetic LOSO fold: n rows, the first 100 positive; the transformer flags the first ``t_hits`` of them,
+    the baseline the last ``b_hits`` (different posts, so a paired resample can favour either)."""
+    y = np.zeros((n, 2))
+    y[:100, :] = 1
+    fold = {"y": y}
+    for kind, hits in (("transformer", t_hits), ("baseline", b_hits)):
+        probs = rng.uniform(0, 0.4, size=(n, 2))
+        probs[slice(0, hits) if kind == "transformer" else slice(100 - hits, 100), :] = 0.9
+        thr = {"propaganda": 0.5, "sectarian": 0.5}
+        fold[kind] = {"probs": probs, "thresholds": thr, "thresholds_f1": thr}
+    return fold
+
+
+def test_loso_f1_difference_is_paired_and_says_when_a_gap_is_noise():
+    from classifier.evaluate import loso_f1_difference
+
+    rng = np.random.default_rng(1)
+    clear = loso_f1_difference({"folds": {"a": _fold(rng, 1000, 60, 20), "b": _fold(rng, 1000, 50, 10)}}, resamples=500)
+    d = clear["sectarian"]["target"]
+    # pooled over both folds: 110 vs 30 true positives of 200, no false positives
+    assert d["transformer"] == 2 * 110 / (2 * 110 + 90) and d["baseline"] == 2 * 30 / (2 * 30 + 170)
+    assert 0 < d["ci95"][0] < d["difference"] < d["ci95"][1] and d["p_not_better"] == 0.0
+    close = loso_f1_difference({"folds": {"a": _fold(rng, 1000, 21, 20)}}, resamples=500)["propaganda"]["f1thr"]
+    assert close["ci95"][0] < 0 < close["ci95"][1]  # one post apart: the interval straddles zero
+    assert loso_f1_difference({"folds": {"a": {"y": np.zeros((3, 2))}}}) == {}  # no probabilities: nothing claimed

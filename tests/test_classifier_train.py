@@ -71,3 +71,15 @@ def test_batches_are_deterministic_and_cover_every_row():
     assert a == make_batches(lengths, 32, seed=1, epoch=0)
     assert a != make_batches(lengths, 32, seed=1, epoch=1)
     assert sorted(i for b in a for i in b) == list(range(500))
+
+
+def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
+    from classifier.train import lr_lambdas
+
+    body, body_nd, head = lr_lambdas(1000, 0.1, 100)
+    assert body is body_nd
+    assert all(body(s) == 0.0 for s in range(100))  # probe phase: encoder frozen by a zero learning rate
+    assert 0 < body(100) < body(150) <= 1.0 and body(190) == 1.0 and body(999) < 0.02
+    assert 0 < head(0) < head(99) == 1.0 and head(999) < 0.01  # the head is trained throughout
+    no_probe = lr_lambdas(1000, 0.1, 0)
+    assert no_probe[0](0) > 0 and no_probe[0](500) == no_probe[2](500)
