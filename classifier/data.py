@@ -27,7 +27,7 @@ import numpy as np
 from classifier.labels import LABELS
 from classifier.normalize import dedup_key, normalize_text
 from classifier.sources import HARD_NEGATIVE_WEIGHT, SOURCES, Source, is_hard_negative
-from classifier.splits import split_column
+from classifier.splits import SPLIT_SEED, split_column
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, 
     return out, dict(dropped)
 
 
-def load_corpus(data_dir: str | Path, sources: Iterable[Source] = SOURCES, seed: int = 13,
+def load_corpus(data_dir: str | Path, sources: Iterable[Source] = SOURCES, seed: int = SPLIT_SEED,
                 include_untrained: bool = False, hand_labels: bool = True):
     """Every available source as one ``datasets.Dataset`` (deduplicated, split by group)."""
     import datasets

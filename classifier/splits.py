@@ -14,6 +14,9 @@ import numpy as np
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
+# The split (and which rows a capped source keeps) belongs to the data, not to a training run: a model trained
+# with another ``--seed`` must still be judged on the same test rows, or its "held-out" rows were trained on.
+SPLIT_SEED = 13
 
 
 def group_unit(source: str, group: str, seed: int = 13) -> float:

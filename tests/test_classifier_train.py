@@ -83,3 +83,26 @@ def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
     assert 0 < head(0) < head(99) == 1.0 and head(999) < 0.01  # the head is trained throughout
     no_probe = lr_lambdas(1000, 0.1, 0)
     assert no_probe[0](0) > 0 and no_probe[0](500) == no_probe[2](500)
+
+
+def test_another_training_seed_keeps_the_data_split(monkeypatch, tmp_path):
+    """--seed changes initialisation and batch order, never which rows are held out (else the test set leaks)."""
+    import classifier.data
+    from classifier.splits import SPLIT_SEED
+    from flagstream.cli import build_parser
+    from flagstream.commands import train as train_cmd
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_load_corpus(data_dir, sources=None, seed=SPLIT_SEED, **_):
+        seen["seed"] = seed
+        raise Stop
+
+    monkeypatch.setattr(classifier.data, "load_corpus", fake_load_corpus)
+    args = build_parser().parse_args(["train", "--seed", "7", "--data-dir", str(tmp_path), "--output", str(tmp_path / "m")])
+    with pytest.raises(Stop):
+        train_cmd.run(args)
+    assert seen["seed"] == SPLIT_SEED == 13

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if out.resolve() == src.resolve():
         raise UserError("--output must be a new directory, not the model being calibrated")
     try:
-        ds = load_corpus(settings.data_dir, seed=int(manifest.extra.get("train_config", {}).get("seed", 13)))
+        ds = load_corpus(settings.data_dir)  # the split the model was trained and judged on
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     val = trusted(ds, "val")

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     info = scorer.info
     seed = 13
     try:
-        ds = load_corpus(settings.data_dir, seed=seed)
+        ds = load_corpus(settings.data_dir)  # SPLIT_SEED: the split every model is judged on
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     data_rep = report(ds)
