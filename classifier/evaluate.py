@@ -627,8 +627,15 @@ def verdict(result: dict[str, Any]) -> list[str]:
                 d = (lo.get("f1_difference") or {}).get(lab, {}).get("f1thr" if key.endswith("f1thr") else "target")
                 ci = (f" (difference {d['difference']:+.3f}, paired bootstrap 95% CI [{d['ci95'][0]:+.3f}, "
                       f"{d['ci95'][1]:+.3f}])" if d else "")
+                said = "beats the baseline" if beats else "does NOT beat the baseline"
+                if d and beats and d["ci95"][0] <= 0:
+                    said = "is ahead of the baseline, but not significantly (the interval reaches 0)"
+                elif d and not beats and d["ci95"][1] >= 0:
+                    said = "does NOT beat the baseline (the gap is within noise: the interval contains 0)"
+                elif d and not beats:
+                    said = "does NOT beat the baseline (significantly behind)"
                 lines.append(f"- {lab}: leave-one-source-out pooled F1 at {what} {fmt(t)} (transformer, {lo['steps']} steps) "
-                             f"vs {fmt(b)} (baseline){ci}: the transformer {'beats' if beats else 'does NOT beat'} the baseline.")
+                             f"vs {fmt(b)} (baseline){ci}: the transformer {said}.")
             t, b = lo["transformer"][lab].get("macro_pr_auc"), lo["baseline"][lab].get("macro_pr_auc")
             if t is not None and b is not None:
                 lines.append(f"- {lab}: leave-one-source-out macro PR-AUC (threshold-free) {fmt(t)} vs {fmt(b)}.")
