@@ -38,7 +38,7 @@ class TrainConfig:
     # the full fine-tune starts from a fitted head instead of a random one whose large early gradients distort
     # the pretrained features; those features are what a never-seen source is scored with.
     probe_ratio: float = 0.1
-    max_steps: int = 4000  # 2.2 epochs of the training split: 21 min on 2 idle cores (the shipped 1.3.0 run)
+    max_steps: int = 4000  # 2.2 epochs of the training split: 20-21 min on 2 idle cores (the shipped 1.3.0 and 1.4.0 runs)
     epochs: float = 1.0  # used when max_steps == 0
     seed: int = 13
     checkpoint_every: int = 150
