@@ -188,6 +188,12 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
     return out
 
 
+def _f1_pair(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """F1 of the transformer and of the baseline from (..., 6) counts: tp, fp, fn of each, in that order."""
+    tp_t, fp_t, fn_t, tp_b, fp_b, fn_b = (counts[..., i] for i in range(6))
+    return 2 * tp_t / np.maximum(1, 2 * tp_t + fp_t + fn_t), 2 * tp_b / np.maximum(1, 2 * tp_b + fp_b + fn_b)
+
+
 def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Pooled LOSO F1, transformer minus baseline, with a paired 95% bootstrap interval, per label and operating point.
 
@@ -209,26 +215,21 @@ def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int 
                 known = ~np.isnan(y)
                 if not (y[known] == 1).any():
                     continue
+                pos = y[known] == 1
                 cols = []
                 for kind in ("transformer", "baseline"):
                     flag = np.asarray(f[kind]["probs"], dtype=float)[known, j] >= f[kind][key][lab]
-                    pos = y[known] == 1
                     cols += [flag & pos, flag & ~pos, ~flag & pos]
                 counts.append(np.stack(cols, axis=1).astype(np.int64))
             if not counts:
                 continue
-
-            def f1s(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-                tp_t, fp_t, fn_t, tp_b, fp_b, fn_b = (c[..., i] for i in range(6))
-                return (2 * tp_t / np.maximum(1, 2 * tp_t + fp_t + fn_t), 2 * tp_b / np.maximum(1, 2 * tp_b + fp_b + fn_b))
-
             total = sum(c.sum(axis=0) for c in counts)
-            ft, fb = f1s(total)
+            ft, fb = _f1_pair(total)
             boot = np.zeros((resamples, 6), dtype=np.int64)
             for c in counts:
                 idx = rng.integers(0, len(c), size=(resamples, len(c)))
                 boot += c[idx].sum(axis=1)
-            bt, bb = f1s(boot)
+            bt, bb = _f1_pair(boot)
             diff = bt - bb
             res.setdefault(lab, {})["f1thr" if key == "thresholds_f1" else "target"] = {
                 "transformer": float(ft), "baseline": float(fb), "difference": float(ft - fb),

@@ -19,13 +19,13 @@ DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 SPLIT_SEED = 13
 
 
-def group_unit(source: str, group: str, seed: int = 13) -> float:
+def group_unit(source: str, group: str, seed: int = SPLIT_SEED) -> float:
     """A deterministic number in [0, 1) per group."""
     digest = hashlib.sha256(f"{seed}\x00{source}\x00{group}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(source: str, group: str, seed: int = 13, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
+def assign_split(source: str, group: str, seed: int = SPLIT_SEED, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> str:
     u = group_unit(source, group, seed)
     edge = 0.0
     for name, frac in zip(SPLITS, fractions):
@@ -35,7 +35,7 @@ def assign_split(source: str, group: str, seed: int = 13, fractions: Sequence[fl
     return SPLITS[-1]
 
 
-def split_column(sources: Sequence[str], groups: Sequence[str], seed: int = 13,
+def split_column(sources: Sequence[str], groups: Sequence[str], seed: int = SPLIT_SEED,
                  fractions: Sequence[float] = DEFAULT_FRACTIONS) -> list[str]:
     return [assign_split(s, g, seed, fractions) for s, g in zip(sources, groups)]
 
