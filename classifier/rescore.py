@@ -1,65 +1,47 @@
 """Batch rescoring of archives: JSONL, CSV or Parquet in; JSONL or Parquet out, one row per input row.
 
 Designed for archives far larger than memory: input is read in blocks (JSONL and CSV line by line,
-Parquet by record batch), each block is scored through the same :class:`~classifier.scoring.Scorer`
-the streaming pipeline uses (so a post gets the same scores either way), and written before the next
-block is read; memory is bounded by the block size, not the archive size.
+Parquet by record batch), each block goes through :func:`~classifier.rescore_rows.rescore_block`
+(the stream's post contract, then the same :class:`~classifier.scoring.Scorer`), and is written before
+the next block is read; memory is bounded by the block size, not the archive size.
 
-Interrupted runs resume (``resume=True``): the JSONL output is flushed block by block, so the number
-of complete lines says how many selected rows are done (a torn last line is cut off); Parquet output
-is written as closed part files in ``OUTPUT.parts/`` and merged into ``OUTPUT`` at the end, so the
-rows in readable parts say the same. ``shard=(k, n)`` keeps rows whose 0-based input row index is
-``k-1`` mod ``n``: deterministic, balanced, and the union of the n shards' outputs is a single run's.
-
-Parquet output keeps a Parquet input's column types; extra columns from JSONL or CSV become strings
-(non-string JSON values JSON-encoded), since one file's rows need one schema. The ``text`` column is
-left out unless ``keep_text``: archives of scores should not be second copies of the posts.
+A run is planned before the model loads (:func:`plan_run`: files, formats, columns, the output's
+run record), so a wrong path costs nothing. Its identity (input path, size and SHA-256 of its first
+MiB, shard, model, thresholds, limits, formats) is written to ``OUTPUT.run.json``; ``resume=True``
+refuses an output whose record differs, keeps only the complete output rows up to the first bad
+one (see :mod:`classifier.rescore_io`), and checks that every row it skips has the input row number
+and id the output says. ``shard=(k, n)`` keeps rows whose 0-based input row index is ``k-1`` mod
+``n``: deterministic, balanced, and the union of the n shards' outputs is a single run's.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
-import io
+import hashlib
 import json
-import logging
-import shutil
+import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import numpy as np
+from classifier.rescore_io import (
+    JsonlOutput,
+    ParquetOutput,
+    RescoreError,
+    count_rows,
+    file_format,
+    input_columns,
+    iter_rows,
+)
+from classifier.rescore_rows import Limits, judge, rescore_block
+from classifier.scoring import Scorer
 
-from classifier.scoring import Scorer, flagged_labels, scores_dict
-
-log = logging.getLogger(__name__)
-
-JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json", ".jsonl.gz", ".ndjson.gz", ".json.gz")
-CSV_SUFFIXES = (".csv", ".csv.gz")
-PARQUET_SUFFIXES = (".parquet", ".pq")
-OUTPUT_FIELDS = ("scores", "labels", "model", "error")
-PART_ROWS = 16_384  # rows per Parquet part file: the most a crash can cost on resume
-
-
-class RescoreError(ValueError):
-    """A problem with the files or options of a rescoring run, phrased for the user."""
-
-
-def file_format(path: Path, *, output: bool = False) -> str:
-    name = path.name.lower()
-    if name.endswith(PARQUET_SUFFIXES):
-        return "parquet"
-    if name.endswith(JSONL_SUFFIXES):
-        if output and name.endswith(".gz"):
-            raise RescoreError(f"{path}: compressed output is not supported; write .jsonl or .parquet")
-        return "jsonl"
-    if name.endswith(CSV_SUFFIXES) and not output:
-        return "csv"
-    kinds = ".jsonl or .parquet" if output else ".jsonl, .csv or .parquet"
-    raise RescoreError(f"{path}: unknown file type; use {kinds}")
+HEAD_BYTES = 1 << 20  # how much of the input the run record hashes (with its size: cheap, and catches edits)
+RUN_RECORD_KIND = "flagstream-rescore-run/1"
 
 
 def parse_shard(value: str | None) -> tuple[int, int] | None:
@@ -72,280 +54,98 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
     return int(k), int(n)
 
 
+def run_record_path(output: Path) -> Path:
+    return output.with_name(output.name + ".run.json")
+
+
 # ------------------------------------------------------------------------------------------
-# Reading
+# Planning (no model needed)
 # ------------------------------------------------------------------------------------------
 @dataclass
-class InputRow:
-    index: int  # 0-based row number in the whole input file
-    record: dict[str, Any] | None  # None when the line is not a JSON object
-    problem: str | None = None  # error class when the row cannot even be parsed
+class RunPlan:
+    input: Path
+    output: Path
+    in_fmt: str
+    out_fmt: str
+    resume: bool
+    shard: tuple[int, int] | None
+    keep_text: bool
+    limits: Limits
+    record: dict[str, Any]  # this run's identity, without the model part
+    previous: dict[str, Any] | None  # the output's run record when resuming one
 
 
-def _open_text(path: Path) -> IO[str]:
-    if path.name.lower().endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace", newline="")
-    return path.open("r", encoding="utf-8-sig", errors="replace", newline="")
+def _head_sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.sha256(fh.read(HEAD_BYTES)).hexdigest()
 
 
-def _iter_jsonl(path: Path) -> Iterator[InputRow]:
-    index = 0
-    with _open_text(path) as fh:
-        for line in fh:
-            if not line.strip():
-                continue  # blank lines are not rows
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                yield InputRow(index, None, "not_json")
-            else:
-                if isinstance(obj, dict):
-                    yield InputRow(index, obj)
-                else:
-                    yield InputRow(index, None, "not_object")
-            index += 1
+def _describe(key: str, value: Any) -> str:
+    if key == "shard":
+        return "no --shard" if value is None else f"--shard {value}"
+    if key == "input":
+        return f"input {value.get('path')} ({value.get('size')} bytes, head sha256 {str(value.get('head_sha256'))[:12]})"
+    return f"{key} {json.dumps(value, sort_keys=True)}"
 
 
-def _iter_csv(path: Path) -> Iterator[InputRow]:
-    csv.field_size_limit(1 << 30)
-    with _open_text(path) as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            return
-        for index, rec in enumerate(reader):
-            rec.pop(None, None)  # cells beyond the header
-            yield InputRow(index, dict(rec))
+def _check_record(output: Path, previous: dict[str, Any], current: dict[str, Any]) -> None:
+    for key, value in current.items():
+        if previous.get(key) != value:
+            raise RescoreError(
+                f"--resume: {output} was written with {_describe(key, previous.get(key))}, this run has "
+                f"{_describe(key, value)}; resume with the same input and options, or write a new --output")
 
 
-def _iter_parquet(path: Path, block: int) -> Iterator[InputRow]:
-    import pyarrow.parquet as pq
-
-    index = 0
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=block):
-        for rec in batch.to_pylist():
-            yield InputRow(index, rec)
-            index += 1
-
-
-def iter_rows(path: Path, block: int = 4096) -> Iterator[InputRow]:
-    fmt = file_format(path)
-    if fmt == "jsonl":
-        return _iter_jsonl(path)
-    if fmt == "csv":
-        return _iter_csv(path)
-    return _iter_parquet(path, block)
-
-
-def count_rows(path: Path) -> int | None:
-    """Rows in the input when cheap to know (Parquet metadata, uncompressed JSONL), else None."""
-    fmt = file_format(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    if fmt == "jsonl" and not path.name.endswith(".gz"):
-        n = 0
-        with path.open("rb") as fh:
-            for line in fh:
-                n += bool(line.strip())
-        return n
-    return None
-
-
-def input_schema(path: Path):
-    """The Parquet input's Arrow schema (column types are kept in Parquet output), else None."""
-    if file_format(path) != "parquet":
-        return None
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).schema_arrow
-
-
-# ------------------------------------------------------------------------------------------
-# Writing
-# ------------------------------------------------------------------------------------------
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-class JsonlOutput:
-    """Appends one JSON line per row, flushed per block; resume = count complete lines."""
-
-    def __init__(self, path: Path, resume: bool) -> None:
-        self.path = path
-        self.done = self._recover() if resume and path.exists() else 0
-        if not resume or not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"")
-        self.fh = path.open("ab")
-
-    def _recover(self) -> int:
-        """Complete lines already written; a torn last line (no newline) is truncated away."""
-        lines, last_nl = 0, -1
-        pos = 0
-        with self.path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                c = chunk.count(b"\n")
-                if c:
-                    lines += c
-                    last_nl = pos + chunk.rindex(b"\n")
-                pos += len(chunk)
-        if last_nl + 1 != pos:
-            log.info("rescore: dropping a torn last line of %d bytes from %s", pos - last_nl - 1, self.path)
-            with self.path.open("r+b") as fh:
-                fh.truncate(last_nl + 1)
-        return lines
-
-    def first_model(self) -> str | None:
-        with self.path.open("rb") as fh:
-            line = fh.readline()
+def plan_run(input_path: str | Path, output_path: str | Path, *, resume: bool = False,
+             shard: tuple[int, int] | None = None, keep_text: bool = False, limits: Limits = Limits()) -> RunPlan:
+    """Check everything about a run that needs no model; raise :class:`RescoreError` (one line) if wrong."""
+    inp, out = Path(input_path), Path(output_path)
+    if not inp.is_file():
+        raise RescoreError(f"input {inp} does not exist or is not a file")
+    in_fmt = file_format(inp)
+    out_fmt = file_format(out, output=True)
+    if inp.resolve() == out.resolve():
+        raise RescoreError("--output must differ from the input file")
+    if out.is_dir():
+        raise RescoreError(f"--output {out} is a directory; name a .jsonl or .parquet file")
+    parent = out.resolve().parent
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RescoreError(f"--output {out}: cannot create files in {existing or parent}")
+    try:
+        columns = input_columns(inp)
+    except Exception as exc:  # noqa: BLE001 - any unreadable header/footer is the user's file, not a crash
+        raise RescoreError(f"input {inp}: cannot read it as {in_fmt} ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]})") from None
+    if columns is not None:
+        missing = [c for c in ("id", "text") if c not in columns]
+        if missing:
+            raise RescoreError(f"input {inp} has no {' or '.join(repr(c) for c in missing)} column "
+                               f"(it has {len(columns)}: {', '.join(columns[:8])}{', ...' if len(columns) > 8 else ''});"
+                               f" rename the post id/text columns to 'id' and 'text'")
+    record = {
+        "kind": RUN_RECORD_KIND,
+        "input": {"path": str(inp.resolve()), "size": inp.stat().st_size, "head_sha256": _head_sha256(inp)},
+        "input_format": in_fmt, "output_format": out_fmt,
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+        "keep_text": keep_text, "max_text_chars": limits.max_text_chars,
+        "max_message_bytes": limits.max_message_bytes,
+    }
+    previous = None
+    rec_path = run_record_path(out)
+    has_output = out.exists() or out.with_name(out.name + ".parts").exists()
+    if resume and has_output:
         try:
-            return json.loads(line).get("model") if line.strip() else None
-        except ValueError:
-            return None
-
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        buf = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in rows)
-        self.fh.write(buf.encode("utf-8"))
-        self.fh.flush()
-
-    def finish(self) -> None:
-        self.fh.close()
-
-    def abort(self) -> None:
-        self.fh.close()
-
-
-class ParquetOutput:
-    """Closed part files in ``OUTPUT.parts/``, merged into ``OUTPUT`` (streamed) on success."""
-
-    def __init__(self, path: Path, resume: bool, labels: Sequence[str], in_schema, keep_text: bool) -> None:
-        import pyarrow as pa
-
-        self.pa = pa
-        self.path = path
-        self.parts = path.with_name(path.name + ".parts")
-        self.labels = list(labels)
-        self.in_schema = in_schema
-        self.keep_text = keep_text
-        self.schema = None
-        self.buffer: list[dict[str, Any]] = []
-        self.done = 0
-        if not resume:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            path.unlink(missing_ok=True)
-        else:
-            if path.exists():  # a finished earlier run: its rows become the first part
-                self.parts.mkdir(parents=True, exist_ok=True)
-                if not any(self.parts.iterdir()):
-                    path.rename(self.parts / "part-000000.parquet")
-                else:
-                    path.unlink()
-            self.done = self._recover()
-        self.parts.mkdir(parents=True, exist_ok=True)
-
-    def _part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("part-*.parquet")) if self.parts.exists() else []
-
-    def _recover(self) -> int:
-        import pyarrow.parquet as pq
-
-        rows = 0
-        for part in self._part_files():
-            try:
-                meta = pq.ParquetFile(part)
-                rows += meta.metadata.num_rows
-                if self.schema is None:
-                    self.schema = meta.schema_arrow
-            except Exception:  # noqa: BLE001 - a part torn by the crash: redo its rows
-                log.info("rescore: removing incomplete part %s", part.name)
-                part.unlink()
-        for tmp in self.parts.glob("*.tmp"):
-            tmp.unlink()
-        return rows
-
-    def first_model(self) -> str | None:
-        import pyarrow.parquet as pq
-
-        parts = self._part_files()
-        if not parts:
-            return None
-        col = pq.read_table(parts[0], columns=["model"]).column("model")
-        return col[0].as_py() if len(col) else None
-
-    def _build_schema(self, rows: Sequence[dict[str, Any]]):
-        pa = self.pa
-        fields: list = []
-        seen: set[str] = set()
-        in_types = {f.name: f.type for f in self.in_schema} if self.in_schema is not None else {}
-        for row in rows:
-            for key in row:
-                if key in seen or key in OUTPUT_FIELDS:
-                    continue
-                seen.add(key)
-                fields.append(pa.field(key, in_types.get(key, pa.string())))
-        fields += [
-            pa.field("scores", pa.struct([pa.field(lab, pa.float64()) for lab in self.labels])),
-            pa.field("labels", pa.list_(pa.string())),
-            pa.field("model", pa.string()),
-            pa.field("error", pa.string()),
-        ]
-        return pa.schema(fields)
-
-    def _coerce(self, row: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for f in self.schema:
-            value = row.get(f.name)
-            if value is not None and f.type == self.pa.string() and not isinstance(value, str):
-                value = json.dumps(value, ensure_ascii=False, default=_json_default)
-            out[f.name] = value
-        return out
-
-    def write(self, rows: Sequence[dict[str, Any]]) -> None:
-        if self.schema is None and rows:
-            self.schema = self._build_schema(rows)
-        self.buffer.extend(rows)
-        while len(self.buffer) >= PART_ROWS:
-            self._flush(self.buffer[:PART_ROWS])
-            del self.buffer[:PART_ROWS]
-
-    def _flush(self, rows: Sequence[dict[str, Any]]) -> None:
-        import pyarrow.parquet as pq
-
-        if not rows:
-            return
-        table = self.pa.Table.from_pylist([self._coerce(r) for r in rows], schema=self.schema)
-        n = len(self._part_files())
-        final = self.parts / f"part-{n:06d}.parquet"
-        tmp = final.with_suffix(".tmp")
-        pq.write_table(table, tmp)
-        tmp.rename(final)  # a part is either complete or absent
-
-    def finish(self) -> None:
-        import pyarrow.parquet as pq
-
-        self._flush(self.buffer)
-        self.buffer = []
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        schema = self.schema or self._build_schema([{"id": None}])
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for part in self._part_files():
-                pf = pq.ParquetFile(part)
-                for g in range(pf.num_row_groups):
-                    writer.write_table(pf.read_row_group(g).cast(schema))
-        tmp.replace(self.path)
-        shutil.rmtree(self.parts, ignore_errors=True)
-
-    def abort(self) -> None:
-        """Keep only complete parts: buffered rows are redone on resume."""
-        self.buffer = []
+            previous = json.loads(rec_path.read_text(encoding="utf-8"))
+            if not isinstance(previous, dict) or previous.get("kind") != RUN_RECORD_KIND:
+                raise ValueError("not a run record")
+        except FileNotFoundError:
+            raise RescoreError(f"--resume: {out} has no run record ({rec_path.name}), so what it holds can't be "
+                               f"checked; rescore into a new --output") from None
+        except (ValueError, OSError) as exc:
+            raise RescoreError(f"--resume: {rec_path} is unreadable ({exc}); rescore into a new --output") from None
+        _check_record(out, previous, record)
+    return RunPlan(inp, out, in_fmt, out_fmt, resume and has_output, shard, keep_text, limits, record, previous)
 
 
 # ------------------------------------------------------------------------------------------
@@ -358,157 +158,114 @@ class RescoreSummary:
     scored: int = 0
     errors: int = 0
     flagged: dict[str, int] = field(default_factory=dict)
+    error_classes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def posts_per_s(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
+    @property
+    def all_failed(self) -> bool:
+        return self.rows > 0 and self.scored == 0
+
     def as_dict(self) -> dict[str, Any]:
         return {"rows": self.rows, "resumed_from": self.resumed_from, "scored": self.scored,
-                "errors": self.errors, "flagged": dict(self.flagged), "seconds": round(self.seconds, 3),
-                "posts_per_s": round(self.posts_per_s, 1)}
+                "errors": self.errors, "error_classes": dict(self.error_classes), "flagged": dict(self.flagged),
+                "seconds": round(self.seconds, 3), "posts_per_s": round(self.posts_per_s, 1)}
 
     def lines(self) -> list[str]:
         flagged = ", ".join(f"{k} {v}" for k, v in self.flagged.items())
         head = f"rescored {self.rows} rows in {self.seconds:.1f}s ({self.posts_per_s:.1f} posts/s)"
         if self.resumed_from:
             head += f", after {self.resumed_from} rows from an earlier run"
-        return [head, f"flagged: {flagged or 'none'}", f"errors: {self.errors}"]
+        classes = ", ".join(f"{k} {v}" for k, v in sorted(self.error_classes.items(), key=lambda kv: -kv[1]))
+        return [head, f"flagged: {flagged or 'none'}", f"errors: {self.errors}" + (f" ({classes})" if classes else "")]
 
 
-def text_problem(record: dict[str, Any], max_text_chars: int) -> str | None:
-    """Why a row's text cannot be scored (same error classes as the dead-letter topic), or None."""
-    if "text" not in record or record["text"] is None:
-        return "missing_text"
-    text = record["text"]
-    if not isinstance(text, str) or not text.strip():
-        return "invalid_text"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from JSON escapes
-        return "invalid_text"
-    if len(text) > max_text_chars:
-        return "text_too_long"
-    return None
+def _verify_skipped(plan: RunPlan, recovered: Iterator[tuple[int, str | None]], rows: Iterator, skip: int) -> None:
+    """Check that the output's first ``skip`` rows are the input rows the run skips: same row, same id."""
+    for n, ((out_row, out_id), row) in enumerate(zip(recovered, rows), start=1):
+        got = judge(row, plan.limits).id
+        if out_row != row.index or out_id != got:
+            what = "row number" if out_row != row.index else "post id"
+            raise RescoreError(f"--resume: output row {n} of {plan.output} has input row {out_row}, but this run's "
+                               f"row {n} is input row {row.index} and its {what} differs; the output doesn't belong "
+                               f"to this input: rescore into a new --output")
+        if n == skip:
+            return
+    raise RescoreError(f"--resume: {plan.output} has {skip} rows but the input selects fewer; the output doesn't "
+                       f"belong to this input: rescore into a new --output")
 
 
-def _score_block(scorer: Scorer, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
-    """Scores for a block; if the model fails on the block, isolate the failing texts one by one."""
-    try:
-        return scorer.score(texts), [True] * len(texts)
-    except Exception:  # noqa: BLE001 - one bad text must not kill a million-row run
-        log.warning("rescore: scoring a block of %d failed; retrying one by one", len(texts), exc_info=True)
-    out = np.zeros((len(texts), len(scorer.info.labels)), dtype=np.float32)
-    ok = []
-    for i, t in enumerate(texts):
-        try:
-            out[i] = scorer.score([t])[0]
-            ok.append(True)
-        except Exception:  # noqa: BLE001
-            ok.append(False)
-    return out, ok
+def _selected(plan: RunPlan) -> Iterator:
+    k, n = plan.shard or (1, 1)
+    for row in iter_rows(plan.input, max_message_bytes=plan.limits.max_message_bytes):
+        if n == 1 or row.index % n == k - 1:
+            yield row
 
 
-def rescore_file(
-    scorer: Scorer,
-    input_path: str | Path,
-    output_path: str | Path,
-    *,
-    resume: bool = False,
-    shard: tuple[int, int] | None = None,
-    block_rows: int = 2048,
-    keep_text: bool = False,
-    max_text_chars: int = 10_000,
-    progress: bool | None = None,
-) -> RescoreSummary:
-    """Score every row of ``input_path`` into ``output_path``; see the module docstring."""
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise RescoreError(f"input {input_path} does not exist")
-    file_format(input_path)
-    out_fmt = file_format(output_path, output=True)
-    if input_path.resolve() == output_path.resolve():
-        raise RescoreError("--output must differ from the input file")
+def execute(plan: RunPlan, scorer: Scorer, *, block_rows: int = 2048, progress: bool | None = None) -> RescoreSummary:
+    """Run a planned rescoring with a loaded scorer."""
     info = scorer.info
-    ref = info.ref
-
+    record = {**plan.record, "model": info.ref, "thresholds": {k: float(v) for k, v in info.thresholds.items()}}
+    if plan.previous is not None:
+        _check_record(plan.output, plan.previous, record)
     writer: JsonlOutput | ParquetOutput
-    if out_fmt == "jsonl":
-        writer = JsonlOutput(output_path, resume)
-    else:
-        writer = ParquetOutput(output_path, resume, info.labels, input_schema(input_path), keep_text)
-    if writer.done:
-        previous = writer.first_model()
-        if previous is not None and previous != ref:
-            writer.abort()
-            raise RescoreError(
-                f"{output_path} was started with model {previous}, not {ref}; rescore into a new file instead of --resume"
-            )
+    try:
+        if plan.out_fmt == "jsonl":
+            writer = JsonlOutput(plan.output, plan.resume)
+        else:
+            writer = ParquetOutput(plan.output, plan.resume, info.labels, plan.keep_text)
+        if plan.previous is None:  # a new output: say what it is before the first row lands
+            tmp = run_record_path(plan.output).with_suffix(".tmp")
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+            tmp.replace(run_record_path(plan.output))
+    except OSError as exc:
+        raise RescoreError(f"--output {plan.output}: {exc.strerror or exc}") from None
 
     summary = RescoreSummary(resumed_from=writer.done, flagged={lab: 0 for lab in info.labels})
-    skip = writer.done
-    k, n = shard if shard else (1, 1)
-
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
     if show:
         from tqdm import tqdm
 
-        total = count_rows(input_path)
-        if total is not None:
-            total = len(range(k - 1, total, n))
-        bar = tqdm(total=total, initial=skip, unit="post", dynamic_ncols=True, file=sys.stderr)
+        total = count_rows(plan.input)
+        if total is not None and plan.shard:
+            total = len(range(plan.shard[0] - 1, total, plan.shard[1]))
+        bar = tqdm(total=total, initial=writer.done, unit="post", dynamic_ncols=True, file=sys.stderr)
 
     started = time.perf_counter()
-    selected = 0
-    block: list[InputRow] = []
-
-    def flush(rows: list[InputRow]) -> None:
-        valid = [i for i, r in enumerate(rows) if r.record is not None and text_problem(r.record, max_text_chars) is None]
-        texts = [rows[i].record["text"] for i in valid]  # type: ignore[index]
-        probs, ok = _score_block(scorer, texts) if texts else (np.zeros((0, len(info.labels))), [])
-        scored_at = dict(zip(valid, range(len(valid))))
-        out_rows = []
-        for i, r in enumerate(rows):
-            rec = r.record or {}
-            row: dict[str, Any] = {"id": rec.get("id")}
-            for key, value in rec.items():
-                if key in ("id",) or (key == "text" and not keep_text):
-                    continue
-                row[key] = value
-            j = scored_at.get(i)
-            if j is not None and ok[j]:
-                p = probs[j]
-                labs = flagged_labels(p, info)
-                row.update(scores=scores_dict(p, info), labels=labs, model=ref)
-                for lab in labs:
-                    summary.flagged[lab] += 1
-                summary.scored += 1
-            else:
-                problem = r.problem or (text_problem(rec, max_text_chars) if j is None else "scoring_failed")
-                row.update(model=ref, error=problem)
-                summary.errors += 1
-            out_rows.append(row)
-        writer.write(out_rows)
-        summary.rows += len(out_rows)
-        if bar is not None:
-            bar.update(len(out_rows))
-
+    rows = _selected(plan)
+    where = "reading the input"
     try:
-        for row in iter_rows(input_path):
-            if n > 1 and row.index % n != k - 1:
-                continue
-            selected += 1
-            if selected <= skip:
-                continue
+        if writer.done:
+            _verify_skipped(plan, writer.recovered(), rows, writer.done)
+        block: list = []
+        for row in rows:
             block.append(row)
             if len(block) >= block_rows:
-                flush(block)
-                block = []
+                where = "writing the output"
+                _write(writer, rescore_block(block, scorer, limits=plan.limits, keep_text=plan.keep_text), summary)
+                where, block = "reading the input", []
+                if bar is not None:
+                    bar.update(block_rows)
         if block:
-            flush(block)
+            where = "writing the output"
+            _write(writer, rescore_block(block, scorer, limits=plan.limits, keep_text=plan.keep_text), summary)
+            if bar is not None:
+                bar.update(len(block))
+        where = "writing the output"
         writer.finish()
+    except RescoreError:
+        writer.abort()
+        raise
+    except (OSError, EOFError, ValueError, csv.Error, zlib.error) as exc:
+        # a corrupt gzip/Parquet/CSV stream or a full disk: one line, and what was written stays resumable
+        writer.abort()
+        raise RescoreError(f"{where} ({plan.input if where.endswith('input') else plan.output}) failed after "
+                           f"{summary.resumed_from + summary.rows} rows: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}; fix it and rerun with --resume") from None
     except BaseException:
         writer.abort()
         raise
@@ -516,9 +273,31 @@ def rescore_file(
         if bar is not None:
             bar.close()
     summary.seconds = time.perf_counter() - started
-    if selected < skip:
-        log.warning("rescore: output had %d rows but the input selects only %d", skip, selected)
     return summary
 
 
-__all__ = ["RescoreError", "RescoreSummary", "rescore_file", "parse_shard", "file_format", "text_problem"]
+def _write(writer: JsonlOutput | ParquetOutput, out_rows: list[dict[str, Any]], summary: RescoreSummary) -> None:
+    writer.write(out_rows)
+    summary.rows += len(out_rows)
+    for r in out_rows:
+        if "error" in r:
+            summary.errors += 1
+            summary.error_classes[r["error"]] = summary.error_classes.get(r["error"], 0) + 1
+        else:
+            summary.scored += 1
+            for lab in r["labels"]:
+                summary.flagged[lab] += 1
+
+
+def rescore_file(scorer: Scorer, input_path: str | Path, output_path: str | Path, *, resume: bool = False,
+                 shard: tuple[int, int] | None = None, block_rows: int = 2048, keep_text: bool = False,
+                 max_text_chars: int = 10_000, max_message_bytes: int = 1_000_000,
+                 progress: bool | None = None) -> RescoreSummary:
+    """Score every row of ``input_path`` into ``output_path`` (:func:`plan_run` then :func:`execute`)."""
+    plan = plan_run(input_path, output_path, resume=resume, shard=shard, keep_text=keep_text,
+                    limits=Limits(max_text_chars, max_message_bytes))
+    return execute(plan, scorer, block_rows=block_rows, progress=progress)
+
+
+__all__ = ["RescoreError", "RescoreSummary", "RunPlan", "plan_run", "execute", "rescore_file", "parse_shard",
+           "file_format", "run_record_path"]

@@ -79,7 +79,7 @@ ERROR_CLASSES: dict[str, str] = {
     "empty_message": "the record has no value (null or zero bytes)",
     "message_too_large": "the value is longer than max_message_bytes",
     "not_utf8": "the value is not valid UTF-8",
-    "not_json": "the value is not valid JSON (or nests too deeply, or uses NaN/Infinity)",
+    "not_json": "the value is not standard JSON (or nests too deeply, uses NaN/Infinity or a number that overflows, like 1e400)",
     "not_object": "the value is JSON but not an object",
     "missing_id": "the object has no id field",
     "invalid_id": "id is not a string, is empty, or is too long",
@@ -121,6 +121,15 @@ class Post:
     def lang(self) -> str | None:
         return self.optional.get("lang")
 
+    def passthrough(self) -> dict[str, Any]:
+        """The post's own fields as every output carries them: the known optional ones by name, the
+        unknown ones nested under ``extra``, so no input field can pose as an output's own
+        (``labels``, ``scores``, ``model``, ``error``, ...)."""
+        out: dict[str, Any] = dict(self.optional)
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
+
 
 @dataclass(frozen=True)
 class Rejection:
@@ -137,8 +146,25 @@ class _BadJSON(ValueError):
     pass
 
 
+# Longest integer literal accepted: Python refuses to convert longer ones (sys.int_info.default_max_str_digits).
+MAX_INT_DIGITS = 4000
+
+
 def _reject_constant(name: str) -> Any:
     raise _BadJSON(f"JSON uses {name}, which is not valid JSON")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # e.g. 1e400: valid JSON grammar, but no JSON writer can write it back
+        raise _BadJSON(f"number {literal[:40]} is too large to be a finite number")
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal) > MAX_INT_DIGITS:
+        raise _BadJSON(f"an integer has {len(literal)} digits, over {MAX_INT_DIGITS}")
+    return int(literal)
 
 
 def _type_name(value: Any) -> str:
@@ -146,11 +172,12 @@ def _type_name(value: Any) -> str:
             int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
-def parse_post(value: bytes | None, *, max_text_chars: int, max_message_bytes: int) -> Post | Rejection:
-    """Validate one posts-topic record value; never raises on any input bytes.
+def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[str, Any] | Rejection:
+    """Bytes -> a JSON object, or the :class:`Rejection` saying why not (the first half of :func:`parse_post`).
 
-    Checks run cheapest first, and the reason never quotes the post's text (it goes to logs and
-    headers). Returns a :class:`Post` or a :class:`Rejection`.
+    Only standard JSON is accepted: ``NaN``/``Infinity`` and numbers that overflow to infinity
+    (``1e400``) are ``not_json``, so everything built from a post can be written back as
+    standard JSON. Never raises, whatever the bytes (nesting depth included).
     """
     if not value:
         return Rejection("empty_message", "record has no value")
@@ -161,16 +188,39 @@ def parse_post(value: bytes | None, *, max_text_chars: int, max_message_bytes: i
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", f"invalid UTF-8 at byte {exc.start}")
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant)
+        obj = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except _BadJSON as exc:
         return Rejection("not_json", str(exc))
     except json.JSONDecodeError as exc:
         return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
         return Rejection("not_json", "JSON nests too deeply")
+    except ValueError as exc:  # pragma: no cover - any other refusal of the decoder
+        return Rejection("not_json", one_line(str(exc)))
     if not isinstance(obj, dict):
         return Rejection("not_object", f"value is a JSON {_type_name(obj)}, expected an object")
+    return obj
 
+
+def parse_post(value: bytes | None, *, max_text_chars: int, max_message_bytes: int) -> Post | Rejection:
+    """Validate one posts-topic record value; never raises on any input bytes.
+
+    Checks run cheapest first, and the reason never quotes the post's text (it goes to logs and
+    headers). Returns a :class:`Post` or a :class:`Rejection`. ``flagstream rescore`` applies the
+    same function to every JSONL line, so a record gets the same verdict in the stream and the archive.
+    """
+    obj = decode_json_object(value, max_message_bytes=max_message_bytes)
+    if isinstance(obj, Rejection):
+        return obj
+    # Only a JSON escape ("\ud800") can smuggle in a lone surrogate: skip the costly check without one.
+    return post_from_object(obj, max_text_chars=max_text_chars, check_encodable=b"\\u" in bytes(value or b""))
+
+
+def post_from_object(obj: Mapping[str, Any], *, max_text_chars: int, check_encodable: bool = True) -> Post | Rejection:
+    """Validate a decoded post (a JSON object, or a CSV/Parquet row mapped to one); never raises.
+
+    ``check_encodable=False`` skips the lone-surrogate check, for callers that know none can be there.
+    """
     if "id" not in obj:
         return Rejection("missing_id", "object has no 'id' field")
     pid = obj["id"]
@@ -201,20 +251,23 @@ def parse_post(value: bytes | None, *, max_text_chars: int, max_message_bytes: i
             if val is not None and (not isinstance(val, allowed) or isinstance(val, bool)):
                 want = " or ".join(dict.fromkeys("object" if t is dict else _type_name(t()) for t in allowed))
                 return Rejection("invalid_field", f"'{key}' is a {_type_name(val)}, expected {want} or null")
-            if isinstance(val, float) and not math.isfinite(val):  # pragma: no cover - parse_constant stops these
+            if isinstance(val, float) and not math.isfinite(val):
                 return Rejection("invalid_field", f"'{key}' is not a finite number")
             optional[key] = val
         else:
             extra[key] = val
 
-    # A JSON escape like "\ud800" decodes to a lone surrogate, which no UTF-8 output can carry.
-    if "\\u" in raw:
+    # A JSON escape like "\ud800" decodes to a lone surrogate, which no UTF-8 output can carry;
+    # so can NaN/Infinity that reached a mapping some other way than parse_post.
+    if check_encodable:
         try:
-            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            _dumps(dict(obj))
         except UnicodeEncodeError:
             where = "text" if _has_surrogate(text) else ("id" if _has_surrogate(pid) else "a field")
             err = "invalid_text" if where == "text" else ("invalid_id" if where == "id" else "invalid_field")
             return Rejection(err, f"{where} holds a lone UTF-16 surrogate escape, which is not encodable")
+        except (ValueError, TypeError, RecursionError):
+            return Rejection("invalid_field", "a field holds a value that is not standard JSON (NaN, Infinity, ...)")
     return Post(id=pid, text=text, optional=optional, extra=extra)
 
 
@@ -235,7 +288,8 @@ class OutRecord:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Standard JSON only: ``allow_nan=False`` makes a non-finite number an error, never ``Infinity``."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def _json_headers(schema: str) -> list[tuple[str, bytes]]:
@@ -255,9 +309,7 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
         "source": source.as_dict(),
         "flagged_at": flagged_at or now_iso(),
     }
-    body.update(post.optional)
-    if post.extra:
-        body["extra"] = dict(post.extra)
+    body.update(post.passthrough())
     return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(REVIEW_SCHEMA))
 
 
@@ -355,6 +407,6 @@ def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
 
 __all__ = [
     "ERROR_CLASSES", "OPTIONAL_FIELDS", "MAX_ID_CHARS", "Post", "Rejection", "Source", "OutRecord", "DeadLetter",
-    "parse_post", "review_record", "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
+    "parse_post", "decode_json_object", "post_from_object", "review_record", "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
     "iso_from_ms", "now_iso", "one_line",
 ]

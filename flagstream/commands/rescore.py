@@ -1,7 +1,10 @@
 """``flagstream rescore INPUT --output OUTPUT``: score an archive of posts in batch.
 
 JSONL, CSV or Parquet in (``id``, ``text``; other columns kept), JSONL or Parquet out (by extension),
-one row per input row in input order with ``id``, ``scores``, ``labels``, ``model`` (or ``error``).
+one row per input row in input order with ``id``, ``row``, ``model``, ``scores`` and ``labels`` (or
+``error`` and ``reason``), the post's optional fields and ``extra`` (its other fields, nested). Rows are
+judged by the stream's post contract (:mod:`streaming.schemas`). Exit 0 when at least one row was scored,
+1 when every row failed, 2 on a usage error (one line, checked before the model loads).
 The model is opened through :func:`classifier.scoring.load_scorer`, exactly as ``flagstream stream``
 opens it, so a post gets the same scores in batch and in streaming. See :mod:`classifier.rescore`.
 """
@@ -22,11 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="INPUT", help="posts file: .jsonl, .csv or .parquet (id, text, ...)")
     p.add_argument("--output", "-o", type=Path, required=True, metavar="OUTPUT",
                    help="scores file: .jsonl or .parquet (format by extension)")
-    add_config_flags(p, "model", "thresholds", "batch_size", "scoring_threads", "max_text_chars", "log_level",
-                     "log_format")
+    add_config_flags(p, "model", "thresholds", "batch_size", "scoring_threads", "max_text_chars", "max_message_bytes",
+                     "log_level", "log_format")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                    help="transformer arithmetic (default auto: bf16 where the CPU has it natively)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run into the same OUTPUT")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run into the same OUTPUT (refused unless OUTPUT.run.json matches)")
     p.add_argument("--shard", metavar="K/N", default=None,
                    help="score only rows whose index is K-1 mod N (1 <= K <= N); N shards together = one full run")
     p.add_argument("--keep-text", action="store_true", help="copy the text column into the output too")
@@ -36,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from classifier.rescore import RescoreError, parse_shard, rescore_file
+    from classifier.rescore import RescoreError, execute, parse_shard, plan_run
+    from classifier.rescore_rows import Limits
     from classifier.scoring import load_scorer
 
     settings = settings_from_args(args)
@@ -51,19 +56,23 @@ def run(args: argparse.Namespace) -> int:
     if args.block_rows < 1:
         raise UserError("--block-rows must be >= 1")
     try:
-        shard = parse_shard(args.shard)
+        # Files, columns and the resume record are checked before the (slow) model load.
+        plan = plan_run(args.input, args.output, resume=args.resume, shard=parse_shard(args.shard),
+                        keep_text=args.keep_text,
+                        limits=Limits(settings.max_text_chars, settings.max_message_bytes))
         scorer = load_scorer(settings.model, settings.thresholds, batch_size=settings.batch_size,
                              threads=settings.scoring_threads or None, precision=args.precision)
-        summary = rescore_file(
-            scorer, args.input, args.output, resume=args.resume, shard=shard,
-            block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
-            max_text_chars=settings.max_text_chars,
-        )
+        summary = execute(plan, scorer, block_rows=max(args.block_rows, settings.batch_size))
     except RescoreError as exc:
         raise UserError(str(exc)) from None
     if args.summary_json:
-        print(json.dumps(summary.as_dict()))
+        print(json.dumps(summary.as_dict(), allow_nan=False))
     else:
         for line in summary.lines():
             print(line, file=sys.stdout)
+    if summary.all_failed:
+        top = max(summary.error_classes.items(), key=lambda kv: kv[1])
+        print(f"flagstream rescore: error: every one of the {summary.rows} rows failed (most: {top[0]} x{top[1]}); "
+              f"see the error and reason columns of {args.output}", file=sys.stderr)
+        return 1
     return 0
