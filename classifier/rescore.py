@@ -238,10 +238,10 @@ def execute(plan: RunPlan, scorer: Scorer, *, block_rows: int = 2048, progress: 
     started = time.perf_counter()
     rows = _selected(plan)
     where = "reading the input"
+    block: list = []
     try:
         if writer.done:
             _verify_skipped(plan, writer.recovered(), rows, writer.done)
-        block: list = []
         for row in rows:
             block.append(row)
             if len(block) >= block_rows:
@@ -261,11 +261,18 @@ def execute(plan: RunPlan, scorer: Scorer, *, block_rows: int = 2048, progress: 
         writer.abort()
         raise
     except (OSError, EOFError, ValueError, csv.Error, zlib.error) as exc:
-        # a corrupt gzip/Parquet/CSV stream or a full disk: one line, and what was written stays resumable
+        # A corrupt gzip/Parquet/CSV stream or a full disk: one line. Rows read before a read error are
+        # still scored and written, so everything readable is in the output (and it stays resumable).
+        if where == "reading the input" and block:
+            try:
+                _write(writer, rescore_block(block, scorer, limits=plan.limits, keep_text=plan.keep_text), summary)
+                writer.finish()
+            except (OSError, ValueError):
+                pass
         writer.abort()
         raise RescoreError(f"{where} ({plan.input if where.endswith('input') else plan.output}) failed after "
-                           f"{summary.resumed_from + summary.rows} rows: {type(exc).__name__}: "
-                           f"{' '.join(str(exc).split())[:200]}; fix it and rerun with --resume") from None
+                           f"{summary.resumed_from + summary.rows} rows were written: {type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
     except BaseException:
         writer.abort()
         raise

@@ -65,7 +65,8 @@ def check_outcome(value: bytes | None, result: Post | Rejection) -> None:
                                   {"propaganda": 0.5, "sectarian": 0.5}, MODEL),
                     scores_record(result, SRC, {"propaganda": 0.9, "sectarian": 0.1}, ["propaganda"], MODEL)):
             assert rec.key == result.id.encode("utf-8")
-            body = decode_json_record(rec.value)  # the output is valid UTF-8 JSON
+            body = decode_json_record(rec.value)  # the output is valid UTF-8 JSON ...
+            json.loads(rec.value, parse_constant=lambda c: pytest.fail(f"{c} in an output record"))  # ... standard
             assert body["id"] == result.id
         assert decode_json_record(review_record(result, SRC, {}, [], {}, MODEL).value)["text"] == result.text
 
@@ -159,6 +160,9 @@ def test_non_objects_are_not_object(v) -> None:
     (b'{"id": "a", "text": "hi", "lang": true}', "invalid_field"),
     (b'{"id": "a", "text": "hi", "created_at": NaN}', "not_json"),
     (b'{"id": "a", "text": "hi", "created_at": Infinity}', "not_json"),
+    (b'{"id": "a", "text": "hi", "created_at": 1e400}', "not_json"),
+    (b'{"id": "a", "text": "hi", "meta": {"x": [0, -1e999]}}', "not_json"),
+    (b'{"id": "a", "text": "hi", "n": ' + b"1" * 4500 + b"}", "not_json"),
     (b'{"id": "a", "text": "\\ud800"}', "invalid_text"),
     (b'{"id": "\\udfff", "text": "hi"}', "invalid_id"),
     (b'{"id": "a", "text": "hi"', "not_json"),
@@ -253,3 +257,118 @@ def test_duplicate_keys_inside_one_object_parse_deterministically() -> None:
     results = {repr(parse(value)) for _ in range(3)}
     assert len(results) == 1
     check_outcome(value, parse(value))
+
+
+# --- one contract: the same hostile corpus through the stream and through `flagstream rescore` ------------
+
+BENIGN_TEXT = "the market opens at nine and the weather is fine for a walk by the river today"
+BAD_TEXT = "join the fighters martyrdom operation glory to the army of the caliphate kill the enemies"
+
+
+def hostile_corpus() -> list[bytes]:
+    """Single-line record values (so each is also one JSONL line), one of every kind of trouble."""
+    def post(**fields) -> bytes:
+        return json.dumps(fields, ensure_ascii=False).encode("utf-8")
+
+    deep = 200_000
+    return [
+        post(id="ok-benign", text=BENIGN_TEXT, lang="en"),
+        post(id="ok-bad", text=BAD_TEXT, meta={"v": 1e300}),
+        b'{"id":"u8","text":"caf\xe9 ' + BENIGN_TEXT.encode() + b'"}',  # invalid UTF-8
+        b"\xff\xfe\x00{",
+        b"{this is not json",
+        b"[" * deep + b"]" * deep,  # 200k-deep JSON
+        b'{"id":"deep","text":"t","meta":{"a":' + b"[" * deep + b"]" * deep + b"}}",
+        b"[1, 2, 3]",
+        post(text="no id here"),
+        post(id=17, text=BENIGN_TEXT),
+        post(id="", text=BENIGN_TEXT),
+        post(id="x" * (MAX_ID_CHARS + 1), text=BENIGN_TEXT),
+        b'{"id":"\\udfff","text":"surrogate id"}',
+        post(id="blank", text=" \t\u3000 "),
+        post(id="notext"),
+        post(id="inttext", text=12),
+        post(id="huge", text="y" * (MAX_BYTES + 10)),  # oversized
+        post(id="long", text="z" * (MAX_TEXT + 1)),
+        b'{"id":"inf","text":"' + BENIGN_TEXT.encode() + b'","meta":{"v":1e400}}',  # non-finite numbers
+        b'{"id":"ninf","text":"' + BENIGN_TEXT.encode() + b'","created_at":-1e999}',
+        b'{"id":"nan","text":"' + BENIGN_TEXT.encode() + b'","x":NaN}',
+        b'{"id":"digits","text":"' + BENIGN_TEXT.encode() + b'","x":' + b"9" * 5000 + b"}",
+        post(id="bidi\u202e", text=BIDI + BENIGN_TEXT + "\u200b\u200d\ufeff", author="\u2066u\u2069"),
+        post(id="forged", text=BAD_TEXT, labels=[], scores={"propaganda": 0.0}, error="none", model="fake@1",
+             row=0, extra={"nested": True}),
+        post(id="forged2", text=BENIGN_TEXT, labels=["propaganda", "sectarian"], scores={"propaganda": 1.0}),
+        post(id="badlang", text=BENIGN_TEXT, lang=True),
+        post(id="dup", text=BENIGN_TEXT),
+        post(id="dup", text=BAD_TEXT),
+    ]
+
+
+def _strict(value: bytes) -> dict:
+    def refuse(name: str):
+        raise AssertionError(f"{name} in output JSON")
+
+    return json.loads(value, parse_constant=refuse)
+
+
+def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_model_dir, tmp_path, capsys) -> None:
+    from flagstream.cli import main
+    from stream_helpers import PipelineThread, produce, wait_accounted
+
+    corpus = hostile_corpus()
+    assert all(b"\n" not in v and v.strip() for v in corpus)
+
+    # The stream: a real broker and the real pipeline.
+    runner = PipelineThread(topics.settings())
+    try:
+        runner.wait_assigned()
+        metas = produce(topics.bootstrap, topics.posts, [(f"k{i:03d}".encode(), v) for i, v in enumerate(corpus)])
+        scores, dlq = wait_accounted(topics, expected_offsets=len(corpus), timeout_s=120)
+    finally:
+        runner.stop()
+    at = {(m.partition, m.offset): i for i, m in enumerate(metas)}
+    stream: dict[int, tuple] = {}
+    for rec in scores:
+        body = _strict(rec.value)
+        src = body["source"]
+        stream[at[(src["partition"], src["offset"])]] = ("scored", body["id"], tuple(body["labels"]), body["scores"])
+    for rec in dlq:
+        d = read_dead_letter(rec.key, rec.value, rec.headers)
+        assert d.key == f"k{at[(d.source.partition, d.source.offset)]:03d}".encode()
+        stream[at[(d.source.partition, d.source.offset)]] = ("rejected", d.error)
+    review = consume_review(topics)
+    assert len(stream) == len(corpus)
+
+    # The archive: the same bytes as JSONL lines, through the real CLI.
+    src_path = tmp_path / "corpus.jsonl"
+    src_path.write_bytes(b"\n".join(corpus) + b"\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["rescore", str(src_path), "--output", str(out), "--model", str(linear_model_dir)]) == 0
+    rows = [_strict(line) for line in out.read_bytes().splitlines()]
+    assert [r["row"] for r in rows] == list(range(len(corpus)))
+    archive = {r["row"]: ("rejected", r["error"]) if "error" in r
+               else ("scored", r["id"], tuple(r["labels"]), r["scores"]) for r in rows}
+
+    assert archive == stream
+    kinds = [stream[i][0] if stream[i][0] == "scored" else stream[i][1] for i in range(len(corpus))]
+    assert kinds == ["scored", "scored", "not_utf8", "not_utf8", "not_json", "not_json", "not_json", "not_object",
+                     "missing_id", "invalid_id", "invalid_id", "invalid_id", "invalid_id", "invalid_text",
+                     "missing_text", "invalid_text", "message_too_large", "text_too_long", "not_json", "not_json",
+                     "not_json", "not_json", "scored", "scored", "scored", "invalid_field", "scored", "scored"]
+    # Input fields named like the product's own stay nested under extra, in both outputs.
+    forged = next(r for r in rows if r.get("id") == "forged")
+    assert forged["extra"] == {"labels": [], "scores": {"propaganda": 0.0}, "error": "none", "model": "fake@1",
+                               "row": 0, "extra": {"nested": True}}
+    from classifier.scoring import flagged_labels, load_scorer
+
+    scorer = load_scorer(linear_model_dir)
+    assert forged["model"] == scorer.info.ref
+    assert forged["labels"] == flagged_labels(scorer.score([BAD_TEXT])[0], scorer.info) != []
+    assert review["forged"]["extra"] == forged["extra"] and review["forged"]["labels"] == forged["labels"]
+    assert stream[24][2] == archive[24][2] == ()  # forged2 claims both labels; the model gives none
+
+
+def consume_review(topics) -> dict[str, dict]:
+    from stream_helpers import consume_all
+
+    return {rec.key.decode(): _strict(rec.value) for rec in consume_all(topics.bootstrap, topics.review)}

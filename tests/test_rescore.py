@@ -309,6 +309,17 @@ def test_no_input_file_causes_a_traceback(tmp_path, model_dir, capsys, name, con
     assert code in (1, 2) and len(err) == 1 and err[0].startswith("flagstream rescore: error:"), err
 
 
+def test_a_truncated_archive_keeps_every_readable_row(tmp_path, model_dir, capsys):
+    lines = b"".join(b'{"id":"a%d","text":"hello there %d"}\n' % (i, i * 7919) for i in range(5000))
+    z = gzip.compress(lines)
+    path = tmp_path / "torn.jsonl.gz"
+    path.write_bytes(z[: len(z) // 2])
+    code, _, err = _cli(capsys, path, "--output", tmp_path / "o.jsonl", "--model", model_dir, "--block-rows", "100000")
+    assert code == 2 and len(err) == 1 and "EOFError" in err[0]
+    rows = _read_out(tmp_path / "o.jsonl")
+    assert 1000 < len(rows) < 5000 and [r["id"] for r in rows] == [f"a{i}" for i in range(len(rows))]
+
+
 # --- resume: proves what it skips ---------------------------------------------------------------------------
 
 def test_resume_after_torn_jsonl(tmp_path, model_dir):

@@ -99,6 +99,60 @@ def test_parse_never_raises_on_arbitrary_json(obj):
         schemas.review_record(res, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
 
 
+@pytest.mark.parametrize("value", [
+    b'{"id": "a", "text": "t", "meta": {"v": 1e400}}',
+    b'{"id": "a", "text": "t", "x": [1, -1E+999]}',
+    b'{"id": "a", "text": "t", "created_at": 1e400}',
+    b'{"id": "a", "text": "t", "x": -Infinity}',
+    b'{"id": "a", "text": "t", "x": ' + b"9" * 5000 + b"}",  # Python refuses to convert it: must not raise
+])
+def test_non_finite_and_unconvertible_numbers_are_not_json(value):
+    res = parse_post(value, max_text_chars=100, max_message_bytes=10_000)
+    assert isinstance(res, Rejection) and res.error == "not_json", res
+    assert "\n" not in res.reason and len(res.reason) < 120
+
+
+def test_large_finite_numbers_pass_and_write_back_as_standard_json():
+    post = parse(b'{"id": "a", "text": "t", "meta": {"v": 1e308, "w": -2.5e-320}, "n": ' + b"9" * 400 + b"}")
+    assert isinstance(post, Post)
+    rec = schemas.review_record(post, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
+    body = json.loads(rec.value, parse_constant=lambda c: pytest.fail(f"{c} in output"))
+    assert body["meta"]["v"] == 1e308 and body["extra"]["n"] == int("9" * 400)
+
+
+def test_records_never_carry_nan_or_infinity():
+    """A non-finite score can't become a record: writing it is an error, never ``NaN`` in the JSON."""
+    post = parse(b'{"id": "a", "text": "t"}')
+    src, model = Source("t", 0, 0, 0), {"name": "m", "version": "1"}
+    with pytest.raises(ValueError):
+        schemas.scores_record(post, src, {"a": float("nan")}, [], model)
+    with pytest.raises(ValueError):
+        schemas.review_record(post, src, {"a": float("inf")}, ["a"], {"a": 0.5}, model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["id", "text", "lang", "author", "created_at", "url", "meta", "labels", "x"]),
+                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False,
+                                                                                         allow_infinity=False)
+                                    | st.text(max_size=12),
+                                    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
+                                                                                       max_size=3),
+                                    max_leaves=10), max_size=7))
+def test_table_rows_and_json_bytes_get_the_same_verdict(obj):
+    """post_from_object (CSV/Parquet rows in rescore) and parse_post (stream, JSONL) are one contract."""
+    from_bytes = parse(json.dumps(obj).encode())
+    from_obj = schemas.post_from_object(obj, max_text_chars=LIMITS["max_text_chars"])
+    if isinstance(from_bytes, Rejection) and from_bytes.error == "message_too_large":
+        return
+    assert type(from_bytes) is type(from_obj)
+    if isinstance(from_obj, Rejection):
+        assert from_obj.error == from_bytes.error
+    else:
+        assert from_obj == from_bytes
+        assert "labels" not in from_obj.passthrough()  # an input field never sits beside the verdict's own
+        assert from_obj.passthrough().get("extra", {}).get("labels") == obj.get("labels")
+
+
 def test_review_record_contract():
     post = parse(json.dumps({"id": "p9", "text": "txt", "lang": "fr", "meta": {"k": 1}, "other": True}).encode())
     rec = schemas.review_record(post, Source("posts", 2, 41, 1_700_000_000_123), {"propaganda": 0.9, "sectarian": 0.1},
