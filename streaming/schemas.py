@@ -10,7 +10,10 @@ posts topic (input, default ``posts``)
     character, at most ``max_text_chars`` characters). Optional: ``lang``, ``author``, ``url``
     (string or null), ``created_at`` (string, number or null) and ``meta`` (object or null).
     Any other field is kept and passed through under ``extra``. The whole value may be at most
-    ``max_message_bytes`` bytes. The key is not read (producers should key by post id, as
+    ``max_message_bytes`` bytes. Standard JSON only: ``NaN``/``Infinity`` and numbers that overflow
+    (``1e400``) are ``not_json``, and every record this module builds is written with
+    ``allow_nan=False``. ``flagstream rescore`` judges archive rows with the same functions
+    (:func:`parse_post` per JSONL line, :func:`post_from_object` per CSV/Parquet row). The key is not read (producers should key by post id, as
     ``flagstream produce`` does, so that a post's history stays in one partition).
 
 review topic (output, default ``posts.review``): one record per *flagged* post
