@@ -149,10 +149,6 @@ class _BadJSON(ValueError):
     pass
 
 
-# Longest integer literal accepted: Python refuses to convert longer ones (sys.int_info.default_max_str_digits).
-MAX_INT_DIGITS = 4000
-
-
 def _reject_constant(name: str) -> Any:
     raise _BadJSON(f"JSON uses {name}, which is not valid JSON")
 
@@ -162,12 +158,6 @@ def _finite_float(literal: str) -> float:
     if not math.isfinite(value):  # e.g. 1e400: valid JSON grammar, but no JSON writer can write it back
         raise _BadJSON(f"number {literal[:40]} is too large to be a finite number")
     return value
-
-
-def _bounded_int(literal: str) -> int:
-    if len(literal) > MAX_INT_DIGITS:
-        raise _BadJSON(f"an integer has {len(literal)} digits, over {MAX_INT_DIGITS}")
-    return int(literal)
 
 
 def _type_name(value: Any) -> str:
@@ -191,14 +181,16 @@ def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[s
     except UnicodeDecodeError as exc:
         return Rejection("not_utf8", f"invalid UTF-8 at byte {exc.start}")
     try:
-        obj = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_bounded_int)
+        obj = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except _BadJSON as exc:
         return Rejection("not_json", str(exc))
     except json.JSONDecodeError as exc:
         return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
         return Rejection("not_json", "JSON nests too deeply")
-    except ValueError as exc:  # pragma: no cover - any other refusal of the decoder
+    except ValueError as exc:  # Python refuses integer literals over 4,300 digits (int_max_str_digits)
+        if "integer string conversion" in str(exc):
+            return Rejection("not_json", "an integer literal is too long (over 4300 digits)")
         return Rejection("not_json", one_line(str(exc)))
     if not isinstance(obj, dict):
         return Rejection("not_object", f"value is a JSON {_type_name(obj)}, expected an object")

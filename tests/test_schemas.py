@@ -105,6 +105,7 @@ def test_parse_never_raises_on_arbitrary_json(obj):
     b'{"id": "a", "text": "t", "created_at": 1e400}',
     b'{"id": "a", "text": "t", "x": -Infinity}',
     b'{"id": "a", "text": "t", "x": ' + b"9" * 5000 + b"}",  # Python refuses to convert it: must not raise
+    b'{"id": "a", "text": "t", "x": ' + b"9" * 400 + b".5}",  # no exponent, still overflows to inf
 ])
 def test_non_finite_and_unconvertible_numbers_are_not_json(value):
     res = parse_post(value, max_text_chars=100, max_message_bytes=10_000)
