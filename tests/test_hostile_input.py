@@ -311,7 +311,7 @@ def _strict(value: bytes) -> dict:
     return json.loads(value, parse_constant=refuse)
 
 
-def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_model_dir, tmp_path, capsys) -> None:
+def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_model_dir, tmp_path) -> None:
     from flagstream.cli import main
     from stream_helpers import PipelineThread, produce, wait_accounted
 
