@@ -431,11 +431,12 @@ def markdown_report(result: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """Report data as plain JSON values (numpy scalars -> Python, NaN -> null, raw probs dropped)."""
     if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items() if k not in ("probs", "y")}
+        return {k: jsonable(v) for k, v in obj.items() if k not in ("probs", "y")}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, float) and np.isnan(obj):
@@ -445,7 +446,7 @@ def _jsonable(obj: Any) -> Any:
 
 def write_report(out_dir: Path, result: dict[str, Any]) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n", encoding="utf-8")
+    (out_dir / "report.json").write_text(json.dumps(jsonable(result), indent=2) + "\n", encoding="utf-8")
     md = out_dir / "report.md"
     md.write_text(markdown_report(result), encoding="utf-8")
     return md

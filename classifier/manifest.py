@@ -3,6 +3,12 @@
 A model directory is code-adjacent: whoever can swap a file in it changes what gets flagged. So a
 directory loads only if every weight file is safetensors (or plain JSON/text), every file is listed
 in the manifest with its SHA-256, and nothing unlisted sits beside them. Pickle never loads.
+
+A manifest beside the files it vouches for proves integrity, not origin: whoever swaps the files can
+rewrite it too. So an operator may pin the SHA-256 of the manifest itself (``model_manifest_sha256``
+in the config, passed here as ``expected_sha256``); the manifest in turn lists every model file and,
+for a model built on a packaged base, every file of that base (:func:`tree_digests`), all with full
+SHA-256. One pinned hash then fixes every byte that decides a verdict.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from classifier.normalize import NORMALIZER_VERSION
+from flagstream.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
 # Files a person may edit or add without re-fingerprinting the model.
@@ -23,8 +30,8 @@ ALLOWED_SUFFIXES = frozenset({".safetensors", ".json", ".txt", ".md", ".model", 
 FORBIDDEN_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".npy", ".npz"})
 
 
-class ModelDirError(ValueError):
-    """A model directory that is missing, incomplete, tampered with or unsafe."""
+class ModelDirError(UserError, ValueError):
+    """A model directory that is missing, incomplete, tampered with or unsafe (one line for the user)."""
 
 
 @dataclass
@@ -40,6 +47,7 @@ class ModelManifest:
     base: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     root: Path | None = None
+    sha256: str = ""  # of manifest.json as read (not stored in it): what model_manifest_sha256 pins
 
     def path(self, name: str) -> Path:
         assert self.root is not None
@@ -52,6 +60,26 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """``{relative path: full SHA-256}`` of every file under ``root`` (compiled caches excluded)."""
+    root = Path(root)
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def compare_digests(expected: dict[str, str], actual: dict[str, str]) -> str | None:
+    """None when equal, else one line naming the first differing files (changed, missing, unexpected)."""
+    changed = sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k])
+    missing = sorted(set(expected) - set(actual))
+    unexpected = sorted(set(actual) - set(expected))
+    parts = [f"{what}: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}"
+             for what, names in (("changed", changed), ("missing", missing), ("unexpected", unexpected)) if names]
+    return "; ".join(parts) or None
 
 
 def write_manifest(root: Path, manifest: ModelManifest) -> Path:
@@ -69,25 +97,38 @@ def write_manifest(root: Path, manifest: ModelManifest) -> Path:
     manifest.created_at = manifest.created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
     data = asdict(manifest)
     data.pop("root")
+    data.pop("sha256")
     (root / MANIFEST_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     manifest.root = root
     return root / MANIFEST_NAME
 
 
-def read_manifest(root: Path, verify: bool = True) -> ModelManifest:
-    """Load and (by default) verify a model directory against its manifest."""
+def read_manifest(root: Path, verify: bool = True, expected_sha256: str | None = None) -> ModelManifest:
+    """Load and (by default) verify a model directory against its manifest.
+
+    ``expected_sha256`` (the operator's ``model_manifest_sha256``) refuses any manifest whose bytes
+    differ, before anything else of the directory is trusted.
+    """
     root = Path(root)
     mpath = root / MANIFEST_NAME
     if not root.is_dir():
         raise ModelDirError(f"model directory {root} does not exist; pass --model DIR or train one with 'flagstream train'")
     if not mpath.exists():
         raise ModelDirError(f"{root} has no {MANIFEST_NAME}; it is not a flagstream model directory")
+    raw = mpath.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if expected_sha256 and digest != expected_sha256.lower():
+        raise ModelDirError(
+            f"{mpath} has SHA-256 {digest[:16]}..., but model_manifest_sha256 pins {expected_sha256[:16]}...; "
+            "refusing a model that is not the approved one (re-pin only after reviewing the new model)"
+        )
     try:
-        data = json.loads(mpath.read_text(encoding="utf-8"))
+        data = json.loads(raw.decode("utf-8"))
+        data.pop("sha256", None)
         manifest = ModelManifest(**data)
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
         raise ModelDirError(f"{mpath} is not a valid manifest ({exc})") from None
-    manifest.root = root
+    manifest.root, manifest.sha256 = root, digest
     if manifest.normalizer_version != NORMALIZER_VERSION:
         raise ModelDirError(
             f"{root} was trained with text normaliser v{manifest.normalizer_version}, this flagstream has "

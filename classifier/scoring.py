@@ -61,14 +61,17 @@ def scores_dict(row: np.ndarray | Sequence[float], info: ModelInfo) -> dict[str,
 def load_scorer(
     model_dir: str | Path,
     thresholds: Mapping[str, float] | None = None,
+    *,
+    manifest_sha256: str | None = None,
     **backend_options: object,
 ) -> Scorer:
     """Open a model directory (verified against its manifest) with the backend it names.
 
     ``thresholds`` overrides the model's own validated thresholds, label by label.
+    ``manifest_sha256`` (config ``model_manifest_sha256``) refuses any manifest but the pinned one.
     Raises :class:`classifier.manifest.ModelDirError` with one readable line on any problem.
     """
-    manifest = read_manifest(Path(model_dir))
+    manifest = read_manifest(Path(model_dir), expected_sha256=manifest_sha256)
     info = info_from_manifest(manifest, thresholds)
     if manifest.kind == "linear":
         from classifier.linear import LinearScorer

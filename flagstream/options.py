@@ -9,13 +9,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from flagstream.config import Settings, _parse_thresholds, load_settings
+from flagstream.config import SECRET_FIELDS, Settings, load_settings, parse_thresholds
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
-    """Add ``--config`` plus one flag per named Settings field (all default to None = not given)."""
+    """Add ``--config`` plus one flag per named Settings field (all default to None = not given).
+
+    Secret fields (``sasl_password``, ``ssl_password``) never become flags: a value on the command line
+    ends up in shell history and ``ps``; they come from the environment or a ``*_file`` path.
+    """
     parser.add_argument("--config", metavar="YAML", help="config file (default: configs/default.yaml or $FLAGSTREAM_CONFIG)")
     for name in fields:
+        if name in SECRET_FIELDS:
+            continue
         info = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         ann = info.annotation
@@ -30,6 +36,6 @@ def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
 def settings_from_args(args: argparse.Namespace, **fixed: Any) -> Settings:
     overrides = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     if isinstance(overrides.get("thresholds"), str):
-        overrides["thresholds"] = _parse_thresholds(overrides["thresholds"], source="--thresholds")
+        overrides["thresholds"] = parse_thresholds(overrides["thresholds"], source="--thresholds")
     overrides.update(fixed)
     return load_settings(getattr(args, "config", None), overrides)

@@ -23,8 +23,6 @@ transaction on first use, and step 3 becomes ``send_offsets_to_transaction`` + `
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Iterable
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
@@ -86,7 +84,6 @@ class Checkpoint:
         self._offsets: dict[TopicPartition, int] = {}
         self._futures: list = []
         self._in_transaction = False
-        self.created_at = time.monotonic()
 
     # ---------------------------------------------------------------------------------------
     def empty(self) -> bool:
@@ -109,10 +106,6 @@ class Checkpoint:
             self.producer.begin_transaction()
             self._in_transaction = True
         self._futures.append(self.producer.send(topic, key=record.key, value=record.value, headers=record.headers))
-
-    def produce_all(self, items: Iterable[tuple[str, OutRecord]]) -> None:
-        for topic, record in items:
-            self.produce(topic, record)
 
     # ---------------------------------------------------------------------------------------
     def commit(self) -> dict[TopicPartition, int]:

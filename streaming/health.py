@@ -3,7 +3,8 @@
 - ``/healthz``: 200 ``ok`` while the process runs (liveness: restart me only if this fails).
 - ``/readyz``: 200 when all three checks pass, else 503; the body is JSON naming each check:
   ``group_joined`` (the consumer is a member of a stable group generation), ``model_loaded``,
-  ``broker_reachable`` (the last fetch/commit/metadata round-trip succeeded recently).
+  ``broker_reachable`` (a TCP connection to a bootstrap server succeeded in the last probe, see
+  :class:`BrokerProbe`: kafka-python exposes no connection state to read).
 - ``/metrics``: the Prometheus text exposition of :class:`streaming.metrics.PipelineMetrics`.
 
 The server is a daemon thread with a threading HTTP server from the standard library; it only reads

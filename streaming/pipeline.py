@@ -231,7 +231,8 @@ class Pipeline:
             if name == s.posts_topic:
                 raise UserError(f"output topic {name!r} is the posts topic; that would feed verdicts back as posts")
         if self.scorer is None:
-            self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None)
+            self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None,
+                                      manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
         if s.overlap_scoring:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flagstream-score")

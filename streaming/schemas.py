@@ -1,8 +1,9 @@
 """Message contracts: the one place that says what goes in and out of every topic.
 
-Four topics, four contracts. Everything that reads or writes them (the pipeline, ``flagstream
-produce``, ``flagstream review``, the tests) goes through this module, so a contract can't drift
-between writer and reader. ``docs/messages.md`` describes the same contracts with JSON examples.
+Four topics, four contracts, each defined here once: the pipeline parses every post and builds every
+review, score and dead-letter record with this module, and :func:`read_dead_letter` decodes dead
+letters (``flagstream demo``, the tests). ``docs/messages.md`` describes the same contracts with JSON
+examples.
 
 posts topic (input, default ``posts``)
     Value: a UTF-8 JSON object with required ``id`` (non-empty string, at most

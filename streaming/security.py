@@ -14,9 +14,6 @@ mechanism and credentials), runs the TLS handshake and the SASL exchange itself,
 An unreachable broker is not permanent (it may still be starting): that is reported as
 "retriable" and left to the pipeline's normal retry with backoff.
 
-:func:`classify_startup_error` maps exceptions raised later by kafka-python clients to the same
-kind of line (or ``None`` when the error is not a security/auth problem).
-
 Only the Kafka protocol is spoken (SaslHandshake v1, SaslAuthenticate v1, Metadata v4), so this works
 against any Kafka-compatible cluster, not just the embedded test broker.
 """
@@ -31,8 +28,7 @@ from typing import Any, Mapping
 
 from flagstream.errors import UserError
 
-__all__ = ["TransportSecurityError", "TransportCheck", "check_transport", "ensure_transport",
-           "classify_startup_error"]
+__all__ = ["TransportSecurityError", "TransportCheck", "check_transport", "ensure_transport"]
 
 _METADATA = 3
 _SASL_HANDSHAKE = 17
@@ -303,34 +299,3 @@ def ensure_transport(settings: Any, timeout_s: float = 10.0) -> TransportCheck:
     if result.fatal:
         raise TransportSecurityError(result.fatal)
     return result
-
-
-def classify_startup_error(exc: BaseException) -> str | None:
-    """One line for exceptions that mean "this configuration will never connect", else ``None``.
-
-    For use in the pipeline's startup/retry loop: a non-None answer means stop retrying and exit
-    with that line.
-    """
-    try:
-        from kafka import errors as kerr
-    except ImportError:  # pragma: no cover
-        kerr = None  # type: ignore[assignment]
-    if isinstance(exc, TransportSecurityError):
-        return str(exc)
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: broker certificate is not trusted ({_reason(exc)}); set ssl_cafile to the CA that signed it"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({_reason(exc)}); check security_protocol, the port and the certificates"
-    if kerr is not None:
-        auth_failed = getattr(kerr, "SaslAuthenticationFailedError", None)
-        if auth_failed is not None and isinstance(exc, auth_failed):
-            return f"SASL authentication failed ({exc}); check sasl_username / sasl_password"
-        unsupported = getattr(kerr, "UnsupportedSaslMechanismError", None)
-        if unsupported is not None and isinstance(exc, unsupported):
-            return f"the broker does not offer this SASL mechanism ({exc}); check sasl_mechanism"
-        for name in ("TopicAuthorizationFailedError", "GroupAuthorizationFailedError",
-                     "ClusterAuthorizationFailedError", "TransactionalIdAuthorizationFailedError"):
-            cls = getattr(kerr, name, None)
-            if cls is not None and isinstance(exc, cls):
-                return f"the broker denied access ({type(exc).__name__}: {exc}); ask for the matching ACLs"
-    return None

@@ -24,7 +24,7 @@ def _tiny() -> "datasets.Dataset":
 
 
 def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
-    from flagstream.commands.train import fit_and_save
+    from classifier.fit import fit_and_save
 
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")

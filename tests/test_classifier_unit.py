@@ -146,7 +146,7 @@ def test_recall_matched_and_best_f1_thresholds():
 
 
 def test_target_precision_is_one_number_or_one_per_label():
-    from flagstream.commands.train import parse_targets
+    from classifier.fit import parse_targets
     from flagstream.errors import UserError
 
     assert parse_targets("0.9") == {"propaganda": 0.9, "sectarian": 0.9}

@@ -27,7 +27,6 @@ from streaming.broker import broker_binary, free_port
 from streaming.security import (
     TransportSecurityError,
     check_transport,
-    classify_startup_error,
     ensure_transport,
 )
 from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, make_certs, stunnel_binary
@@ -172,17 +171,6 @@ def test_unreachable_broker_is_retriable_not_fatal() -> None:
     port = free_port()
     result = ensure_transport(Settings(bootstrap_servers=f"127.0.0.1:{port}"), timeout_s=2.0)
     assert not result.ok and result.fatal is None and "cannot connect" in (result.retriable or "")
-
-
-def test_classify_startup_error_lines() -> None:
-    import ssl
-
-    from kafka import errors as kerr
-
-    assert classify_startup_error(ssl.SSLCertVerificationError(1, "certificate verify failed")) is not None
-    assert "SASL" in (classify_startup_error(kerr.SaslAuthenticationFailedError("bad")) or "")
-    assert classify_startup_error(kerr.KafkaTimeoutError("slow")) is None
-    assert classify_startup_error(ConnectionRefusedError()) is None
 
 
 # --- SASL ------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from classifier.evaluate import trusted
     from classifier.manifest import read_manifest, write_manifest
     from classifier.transformer import load_model
-    from flagstream.commands.train import parse_targets
+    from classifier.fit import parse_targets
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     holdouts = args.loso_sources.split(",") if args.loso_sources else list(LOSO_DEFAULT)
     from classifier.manifest import read_manifest
-    from flagstream.commands.train import parse_targets
+    from classifier.fit import parse_targets
 
     targets_model = parse_targets(args.target_precision if args.target_precision is not None
                                   else read_manifest(Path(settings.model)).extra.get("target_precision") or 0.90)
@@ -79,12 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if args.loso_only:
         import json
 
-        from classifier.evaluate import _jsonable
+        from classifier.evaluate import jsonable
 
         out_dir.mkdir(parents=True, exist_ok=True)
         lo = loso(ds, holdouts, steps=args.loso_steps, target=loso_target, seed=seed,
                   transformer=args.loso_transformer, max_train=args.loso_train_rows)
-        (out_dir / "loso.json").write_text(json.dumps(_jsonable(lo), indent=2) + "\n", encoding="utf-8")
+        (out_dir / "loso.json").write_text(json.dumps(jsonable(lo), indent=2) + "\n", encoding="utf-8")
         print(f"wrote {out_dir / 'loso.json'} in {time.monotonic() - t0:.0f}s")
         return 0
 

@@ -25,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="INPUT", help="posts file: .jsonl, .csv or .parquet (id, text, ...)")
     p.add_argument("--output", "-o", type=Path, required=True, metavar="OUTPUT",
                    help="scores file: .jsonl or .parquet (format by extension)")
-    add_config_flags(p, "model", "thresholds", "batch_size", "scoring_threads", "max_text_chars", "max_message_bytes",
-                     "log_level", "log_format")
+    add_config_flags(p, "model", "model_manifest_sha256", "thresholds", "batch_size", "scoring_threads",
+                     "max_text_chars", "max_message_bytes", "log_level", "log_format")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
                    help="transformer arithmetic (default auto: bf16 where the CPU has it natively)")
     p.add_argument("--resume", action="store_true",
@@ -43,16 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from classifier.rescore import RescoreError, execute, parse_shard, plan_run
     from classifier.rescore_rows import Limits
     from classifier.scoring import load_scorer
+    from streaming.logs import setup_logging
 
     settings = settings_from_args(args)
-    try:
-        from streaming.logs import setup_logging
-
-        setup_logging(settings.log_level, settings.log_format)
-    except ImportError:  # pragma: no cover - logging module not present
-        import logging
-
-        logging.basicConfig(level=settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     if args.block_rows < 1:
         raise UserError("--block-rows must be >= 1")
     try:
@@ -60,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         plan = plan_run(args.input, args.output, resume=args.resume, shard=parse_shard(args.shard),
                         keep_text=args.keep_text,
                         limits=Limits(settings.max_text_chars, settings.max_message_bytes))
-        scorer = load_scorer(settings.model, settings.thresholds, batch_size=settings.batch_size,
+        scorer = load_scorer(settings.model, settings.thresholds, manifest_sha256=settings.model_manifest_sha256,
+                             batch_size=settings.batch_size,
                              threads=settings.scoring_threads or None, precision=args.precision)
         summary = execute(plan, scorer, block_rows=max(args.block_rows, settings.batch_size))
     except RescoreError as exc:

@@ -4,19 +4,16 @@ Steps: load every source through the one loader (mapping in ``classifier/sources
 train split (progress bar, seeded, checkpoints in ``--run-dir``; ``--resume`` continues a killed run),
 fit per-label temperatures and thresholds (target precision, default 0.90) on the validation split,
 and write a verified model directory (safetensors + manifest). ``flagstream evaluate`` judges it.
+This module only maps flags to arguments; the work is :func:`classifier.fit.fit_and_save`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
@@ -25,7 +22,6 @@ from flagstream.options import add_config_flags, settings_from_args
 log = logging.getLogger("flagstream.train")
 
 DEFAULT_OUTPUT = PROJECT_ROOT / "runs" / "flagstream-minilm"
-MODEL_NAME = "flagstream-minilm"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,90 +59,9 @@ def train_config_from_args(args: argparse.Namespace):
     return cfg
 
 
-def data_fingerprint(texts: list[str], targets: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for t, y in zip(texts, targets):
-        h.update(t.encode("utf-8"))
-        h.update(np.nan_to_num(y, nan=-1).astype(np.int8).tobytes())
-    return h.hexdigest()[:12]
-
-
-def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
-    """``0.9`` (every label) or ``propaganda=0.8,sectarian=0.9`` -> {label: target precision}."""
-    from classifier.labels import LABELS
-
-    if isinstance(value, dict):
-        out = {k: float(v) for k, v in value.items()}
-    elif isinstance(value, (int, float)) or "=" not in str(value):
-        try:
-            out = {lab: float(value) for lab in LABELS}
-        except ValueError:
-            raise UserError(f"--target-precision: expected a number or LABEL=P,..., got {value!r}") from None
-    else:
-        out = {}
-        for part in str(value).split(","):
-            lab, _, num = part.partition("=")
-            try:
-                out[lab.strip()] = float(num)
-            except ValueError:
-                raise UserError(f"--target-precision: {part!r} is not LABEL=NUMBER") from None
-    unknown = set(out) - set(LABELS)
-    missing = set(LABELS) - set(out)
-    if unknown or missing:
-        raise UserError(f"--target-precision: labels are {', '.join(LABELS)}; "
-                        f"got {', '.join(sorted(out))} (give every label, e.g. propaganda=0.8,sectarian=0.9)")
-    bad = [lab for lab, v in out.items() if not 0.0 < v < 1.0]
-    if bad:
-        raise UserError(f"--target-precision for {', '.join(bad)} must be between 0 and 1")
-    return out
-
-
-def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resume: bool = False,
-                 target_precision: Any = 0.90, version: str = "1.0.0", progress: bool = True,
-                 data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME) -> dict[str, Any]:
-    """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
-    from classifier.calibration import calibrate
-    from classifier.data import targets as targets_of
-    from classifier.labels import LABELS
-    from classifier.manifest import ModelManifest, write_manifest
-    from classifier.train import Trainer
-    from classifier.transformer import BASE_NAME, base_fingerprint, config_hash, load_base, save_weights
-
-    train = ds.filter(lambda s: s == "train", input_columns="split")
-    # Thresholds and temperatures are fitted on trusted labels only (no rule-labelled ISIS rows).
-    val = ds.filter(lambda s, w: s == "val" and not w, input_columns=["split", "weak"])
-    if len(train) == 0 or len(val) == 0:
-        raise UserError("no training or validation rows; check data_dir")
-    y_train = targets_of(train)
-    model, tokenizer = load_base(len(LABELS), seed=cfg.seed)
-    trainer = Trainer(model, tokenizer, cfg, run_dir)
-    fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume, progress=progress)
-
-    temps, thresholds, val_metrics = calibrate(model, tokenizer, val, cfg.max_length, parse_targets(target_precision),
-                                               progress)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    for old in output.iterdir():
-        if old.is_file() and old.name not in ("MODEL_CARD.md",):
-            old.unlink()
-    save_weights(model, output)
-    data_hash = data_fingerprint(list(train["text"]), y_train)
-    cfg_hash = config_hash(cfg.as_dict())
-    extra = {
-        "max_length": cfg.max_length, "temperatures": temps, "target_precision": parse_targets(target_precision),
-        "train_config": cfg.as_dict(), "config_hash": cfg_hash, "data_hash": data_hash,
-        "base_sha256_16": base_fingerprint(), "training": fit, "validation": val_metrics,
-        "data_summary": data_summary or {}, "storage": "bf16 deltas from the packaged base; word embeddings frozen",
-    }
-    manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
-                             thresholds=thresholds, base=BASE_NAME, extra=extra)
-    write_manifest(output, manifest)
-    return {"output": str(output), "thresholds": thresholds, "validation": val_metrics, "training": fit,
-            "data_hash": data_hash, "config_hash": cfg_hash}
-
-
 def run(args: argparse.Namespace) -> int:
     from classifier.data import load_corpus, report, report_markdown
+    from classifier.fit import fit_and_save, parse_targets
     from classifier.sources import SOURCES
     from classifier.transformer import config_hash
 
