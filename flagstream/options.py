@@ -10,6 +10,7 @@ import argparse
 from typing import Any
 
 from flagstream.config import SECRET_FIELDS, Settings, load_settings, parse_thresholds
+from flagstream.errors import UserError
 
 
 def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
@@ -39,3 +40,22 @@ def settings_from_args(args: argparse.Namespace, **fixed: Any) -> Settings:
         overrides["thresholds"] = parse_thresholds(overrides["thresholds"], source="--thresholds")
     overrides.update(fixed)
     return load_settings(getattr(args, "config", None), overrides)
+
+
+TRAIN_EXTRA = ("datasets", "matplotlib")
+
+
+def require_train_extra(command: str) -> None:
+    """train/evaluate/calibrate need the ``[train]`` extra; say so in one line instead of an ImportError."""
+    import importlib.util
+
+    missing = []
+    for name in TRAIN_EXTRA:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ValueError:  # already in sys.modules as None: deliberately unavailable
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise UserError(f"'flagstream {command}' needs {', '.join(missing)}: pip install 'flagstream[train]'")

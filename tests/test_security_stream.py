@@ -19,7 +19,8 @@ import pytest
 
 from streaming.broker import free_port
 from tests.support.pipeline import ROOT, fault_model_dir  # noqa: F401 - fixture
-from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, make_certs, stunnel_binary
+from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, needs_stunnel, require_certs
+from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
 
 pytestmark = pytest.mark.timeout(180)
 FAST_S = 15.0  # includes interpreter start and model load; the start-up timeout is 20 s
@@ -27,10 +28,7 @@ FAST_S = 15.0  # includes interpreter start and model load; the start-up timeout
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    try:
-        return make_certs(tmp_path_factory.mktemp("certs"))
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot create test certificates with the openssl CLI: {exc}")
+    return require_certs(tmp_path_factory.mktemp("certs"))
 
 
 def run_stream(env_extra: dict[str, str], model_dir: Path) -> tuple[int, str, float]:
@@ -53,7 +51,7 @@ def error_line(stderr: str) -> str:
     return lines[0]
 
 
-@pytest.mark.skipif(stunnel_binary() is None, reason="stunnel4 is not installed (scripts/install-test-deps.sh)")
+@needs_stunnel
 def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
     broker_port = free_port()
     with Stunnel(certs, connect_port=broker_port, workdir=tmp_path) as tunnel:
@@ -92,7 +90,7 @@ def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, fault_model_dir)
     assert took < FAST_S
 
 
-@pytest.mark.skipif(stunnel_binary() is None, reason="stunnel4 is not installed (scripts/install-test-deps.sh)")
+@needs_stunnel
 def test_stream_scores_over_tls(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
     """The whole pipeline over TLS: ``flagstream stream`` configured with security_protocol SSL and
     the test CA, posts published and verdicts read back over TLS as well."""

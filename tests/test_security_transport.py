@@ -29,30 +29,23 @@ from streaming.security import (
     check_transport,
     ensure_transport,
 )
-from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, make_certs, stunnel_binary
+from tests.support.tls import (CertBundle, Stunnel, TlsFrontedBroker, missing_tool, needs_stunnel, require_certs,
+                               require_stunnel, stunnel_binary)
+from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
 
 pytestmark = pytest.mark.timeout(120)
 
 FAST_S = 5.0  # "fail fast": well under kafka-python's 30 s request timeout
 
-needs_stunnel = pytest.mark.skipif(
-    stunnel_binary() is None,
-    reason="stunnel4 is not installed and could not be installed (run scripts/install-test-deps.sh as root)")
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
-    try:
-        return make_certs(tmp_path_factory.mktemp("certs"))
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot create test certificates with the openssl CLI: {exc}")
+    return require_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture(scope="module")
 def tls_broker(certs: CertBundle, tmp_path_factory: pytest.TempPathFactory):
     """(stunnel, broker): TLS on stunnel's port, broker advertising it."""
-    if stunnel_binary() is None:
-        pytest.skip("stunnel4 is not installed and could not be installed (run scripts/install-test-deps.sh)")
+    require_stunnel()
     work = tmp_path_factory.mktemp("tls")
     broker_port = free_port()
     with Stunnel(certs, connect_port=broker_port, workdir=work) as tunnel:
@@ -178,7 +171,7 @@ def test_unreachable_broker_is_retriable_not_fatal() -> None:
 def _sasl_settings(tunnel, broker, over: str, mechanism: str, user: str, password: str, cafile: Path) -> Settings:
     if over == "SASL_SSL":
         if tunnel is None:
-            pytest.skip("stunnel4 is not installed: SASL_SSL needs the TLS terminator")
+            missing_tool("stunnel4 is not installed: SASL_SSL needs the TLS terminator")
         return Settings(bootstrap_servers=tunnel.address, security_protocol="SASL_SSL", ssl_cafile=cafile,
                         sasl_mechanism=mechanism, sasl_username=user, sasl_password=password)
     return Settings(bootstrap_servers=broker.bootstrap, security_protocol="SASL_PLAINTEXT",

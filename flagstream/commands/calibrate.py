@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from flagstream.errors import UserError
-from flagstream.options import add_config_flags, settings_from_args
+from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_train_extra("calibrate")
     from classifier.calibration import calibrate
     from classifier.data import load_corpus
     from classifier.evaluate import trusted

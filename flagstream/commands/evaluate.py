@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
-from flagstream.options import add_config_flags, settings_from_args
+from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    require_train_extra("evaluate")
     from classifier.data import load_corpus, report, report_markdown, targets
     from classifier.evaluate import (LOSO_DEFAULT, choose_thresholds, evaluate_split, fit_baseline, loso,
                                      plot_curves, recall_matched_thresholds, trusted, write_report)

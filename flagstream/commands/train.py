@@ -17,7 +17,7 @@ from pathlib import Path
 
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
-from flagstream.options import add_config_flags, settings_from_args
+from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
 log = logging.getLogger("flagstream.train")
 
@@ -60,6 +60,7 @@ def train_config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    require_train_extra("train")
     from classifier.data import load_corpus, report, report_markdown
     from classifier.fit import fit_and_save, parse_targets
     from classifier.sources import SOURCES

@@ -12,12 +12,16 @@ second unrelated CA used to prove that an untrusted server certificate is refuse
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from streaming.broker import BrokerError, EmbeddedBroker, free_port, wait_for_kafka
 
@@ -57,6 +61,42 @@ def make_certs(root: Path) -> CertBundle:
 
 def stunnel_binary() -> str | None:
     return shutil.which("stunnel4") or shutil.which("stunnel")
+
+
+def running_in_ci() -> bool:
+    """CI sets ``CI`` (``true``); ``FLAGSTREAM_REQUIRE_TLS_TESTS=1`` asks for the same strictness locally."""
+    return any(os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+               for name in ("CI", "FLAGSTREAM_REQUIRE_TLS_TESTS"))
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """A TLS test's tool is absent: skip on a developer's machine, fail in CI (the TLS suite must run there)."""
+    if running_in_ci():
+        pytest.fail(f"{reason}; in CI the TLS suite must run: scripts/install-test-deps.sh installs it", pytrace=False)
+    pytest.skip(f"{reason} (run scripts/install-test-deps.sh as root)")
+
+
+def require_stunnel() -> str:
+    binary = stunnel_binary()
+    if binary is None:
+        missing_tool("stunnel4 is not installed")
+    return binary
+
+
+def require_certs(root: Path) -> CertBundle:
+    try:
+        return make_certs(root)
+    except (RuntimeError, subprocess.CalledProcessError) as exc:
+        missing_tool(f"cannot create test certificates with the openssl CLI ({exc})")
+
+
+@pytest.fixture()
+def stunnel_present() -> str:
+    """Use through :data:`needs_stunnel`."""
+    return require_stunnel()
+
+
+needs_stunnel = pytest.mark.usefixtures("stunnel_present")
 
 
 def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
