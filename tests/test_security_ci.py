@@ -56,5 +56,6 @@ def test_ci_entry_point_installs_the_tls_tools() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     test_recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "scripts/install-test-deps.sh" in test_recipe and "if [ -x" not in test_recipe
-    assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "make test" in ci_run and "FLAGSTREAM_REQUIRE_TLS_TESTS=1" in ci_run
     assert os.access(SCRIPT, os.X_OK)
