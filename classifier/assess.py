@@ -44,7 +44,8 @@ class Assessment:
     data_report: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(data_dir: Path):
+def load(data_dir: Path) -> Any:
+    """The labelled corpus under ``data_dir`` with its fixed split (a ``datasets.Dataset``)."""
     from classifier.data import load_corpus
 
     try:
@@ -58,11 +59,10 @@ def loso_target(target_precision: str | None) -> float:
     return float(target_precision) if target_precision and "=" not in str(target_precision) else 0.90
 
 
-def loso_only(data_dir: Path, out_dir: Path, plan: LosoPlan) -> Path:
-    """Run LOSO alone and write ``out_dir/loso.json``."""
+def loso_only(ds: Any, out_dir: Path, plan: LosoPlan) -> Path:
+    """Run LOSO alone on the corpus ``ds`` and write ``out_dir/loso.json``."""
     from classifier.evaluate import jsonable, loso
 
-    ds = _load(data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lo = loso(ds, plan.held_out(), steps=plan.steps, target=plan.target, seed=SEED, transformer=plan.transformer,
               max_train=plan.max_train)
@@ -71,10 +71,10 @@ def loso_only(data_dir: Path, out_dir: Path, plan: LosoPlan) -> Path:
     return path
 
 
-def assess(model_dir: Path, data_dir: Path, out_dir: Path, *, target_precision: str | None = None,
+def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | None = None,
            plan: LosoPlan | None = None, loso_from: Path | None = None, limit: int = 0, write_card: bool = False,
            say: Callable[[str], None] = print) -> Assessment:
-    """Score the test split with the model and the baseline, write report.md/report.json (+ plots) to ``out_dir``.
+    """Score ``ds``'s test split with the model and the baseline, write report.md/report.json (+ plots) to ``out_dir``.
 
     ``plan`` None = no LOSO; ``loso_from`` reuses an earlier ``loso.json`` instead. ``write_card`` rewrites
     the model directory's MODEL_CARD.md from this report.
@@ -91,7 +91,6 @@ def assess(model_dir: Path, data_dir: Path, out_dir: Path, *, target_precision: 
     scorer = load_scorer(model_dir)
     info = scorer.info
     manifest = read_manifest(Path(model_dir))
-    ds = _load(data_dir)
     data_rep = report(ds)
     test = trusted(ds, "test")
     if limit and len(test) > limit:

@@ -63,10 +63,10 @@ def run(args: argparse.Namespace) -> int:
         transformer=args.loso_transformer, max_train=args.loso_train_rows, target=assess.loso_target(args.target_precision))
     t0 = time.monotonic()
     if args.loso_only:
-        path = assess.loso_only(settings.data_dir, out_dir, plan)
+        path = assess.loso_only(assess.load(settings.data_dir), out_dir, plan)
         print(f"wrote {path} in {time.monotonic() - t0:.0f}s")
         return 0
-    done = assess.assess(model_dir, settings.data_dir, out_dir, target_precision=args.target_precision,
+    done = assess.assess(model_dir, assess.load(settings.data_dir), out_dir, target_precision=args.target_precision,
                          plan=plan if args.loso else None, loso_from=args.loso_from, limit=args.limit,
                          write_card=args.write_card, say=lambda line: print(line, flush=True))
     result, ref = done.result, done.result["model"]
