@@ -8,6 +8,7 @@ LOSO evaluation and ``flagstream calibrate`` call the same code without going th
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,44 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     write_manifest(output, manifest)
     return {"output": str(output), "thresholds": thresholds, "validation": val_metrics, "training": fit,
             "data_hash": data_hash, "config_hash": cfg_hash}
+
+
+def recalibrate(model_dir: Path, output: Path, version: str, target_precision: Any, *,
+                corpus: Callable[[], Any]) -> dict[str, Any]:
+    """Re-fit a transformer model's temperatures and thresholds on the trusted validation rows of ``corpus()``
+    and write a new model directory ``output`` (same weights, new manifest, new ``version``); returns the
+    validation metrics. ``corpus`` is called after the cheap checks, so a wrong argument fails in one line
+    before the data loads.
+
+    Thresholds are part of a model (review messages name the version that applied them), so the source
+    directory is never edited in place.
+    """
+    import shutil
+
+    from classifier.calibration import calibrate
+    from classifier.evaluate import trusted
+    from classifier.manifest import read_manifest, write_manifest
+    from classifier.transformer import load_model
+
+    targets = parse_targets(target_precision)
+    src, out = Path(model_dir), Path(output)
+    manifest = read_manifest(src)
+    if manifest.kind != "transformer":
+        raise UserError(f"{src} is a {manifest.kind} model; calibrate re-fits transformer models")
+    if out.resolve() == src.resolve():
+        raise UserError("--output must be a new directory, not the model being calibrated")
+    ds = corpus()
+    model, tokenizer = load_model(manifest)
+    temps, thresholds, val_metrics = calibrate(model, tokenizer, trusted(ds, "val"),
+                                               int(manifest.extra.get("max_length", 128)), targets)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in manifest.files:
+        if name != "MODEL_CARD.md":
+            shutil.copy2(src / name, out / name)
+    extra = dict(manifest.extra)
+    extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
+                 calibrated_from=f"{manifest.name}@{manifest.version}")
+    manifest.version, manifest.thresholds, manifest.extra = version, thresholds, extra
+    manifest.files, manifest.created_at, manifest.root = {}, "", None
+    write_manifest(out, manifest)
+    return val_metrics

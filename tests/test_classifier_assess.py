@@ -56,3 +56,37 @@ def test_merge_without_a_report_is_one_line(linear_model, tmp_path: Path) -> Non
     with pytest.raises(UserError, match="run flagstream evaluate --output"):
         assess.merge_loso(model_dir, tmp_path / "nothing", tmp_path / "loso.json")
     assert assess.loso_target("propaganda=0.8,sectarian=0.9") == 0.90 and assess.loso_target("0.8") == 0.8
+
+
+SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm"
+
+
+@pytest.mark.timeout(600)
+def test_recalibrate_writes_a_new_verified_version_with_the_same_weights(tmp_path: Path) -> None:
+    from classifier.fit import recalibrate
+    from classifier.manifest import read_manifest
+    from classifier.scoring import load_scorer
+
+    out = tmp_path / "recal"
+    metrics = recalibrate(SHIPPED, out, "9.9.9", "0.8", corpus=_corpus)
+    assert set(metrics) == {"propaganda", "sectarian"}
+    new, old = read_manifest(out), read_manifest(SHIPPED)
+    assert new.version == "9.9.9" and new.extra["calibrated_from"] == f"{old.name}@{old.version}"
+    assert new.files == {k: v for k, v in old.files.items() if k != "MODEL_CARD.md"}
+    assert new.extra["base_files"] == old.extra["base_files"]
+    assert load_scorer(out).info.ref == f"{old.name}@9.9.9"
+
+
+def test_recalibrate_refuses_before_loading_data(linear_model, tmp_path: Path) -> None:
+    from classifier.fit import recalibrate
+    from flagstream.errors import UserError
+
+    model_dir, _ = linear_model
+
+    def never():
+        raise AssertionError("the corpus must not load for a refused request")
+
+    with pytest.raises(UserError, match="linear model"):
+        recalibrate(model_dir, tmp_path / "x", "1", "0.9", corpus=never)
+    with pytest.raises(UserError, match="new directory"):
+        recalibrate(SHIPPED, SHIPPED, "1", "0.9", corpus=never)

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 from pathlib import Path
 
-from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
 
@@ -29,42 +27,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_train_extra("calibrate")
-    from classifier.calibration import calibrate
-    from classifier.data import load_corpus
-    from classifier.evaluate import trusted
-    from classifier.manifest import read_manifest, write_manifest
-    from classifier.transformer import load_model
-    from classifier.fit import parse_targets
+    from classifier.assess import load
+    from classifier.fit import parse_targets, recalibrate
+    from classifier.manifest import read_manifest
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    targets = parse_targets(args.target_precision)
-    src = Path(settings.model)
-    manifest = read_manifest(src)
-    if manifest.kind != "transformer":
-        raise UserError(f"{src} is a {manifest.kind} model; calibrate re-fits transformer models")
-    out = Path(args.output)
-    if out.resolve() == src.resolve():
-        raise UserError("--output must be a new directory, not the model being calibrated")
-    try:
-        ds = load_corpus(settings.data_dir)  # the split the model was trained and judged on
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from None
-    val = trusted(ds, "val")
-    model, tokenizer = load_model(manifest)
-    temps, thresholds, val_metrics = calibrate(model, tokenizer, val, int(manifest.extra.get("max_length", 128)), targets)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in manifest.files:
-        if name != "MODEL_CARD.md":
-            shutil.copy2(src / name, out / name)
-    extra = dict(manifest.extra)
-    extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
-                 calibrated_from=f"{manifest.name}@{manifest.version}")
-    manifest.version, manifest.thresholds, manifest.extra = args.version, thresholds, extra
-    manifest.files, manifest.created_at, manifest.root = {}, "", None
-    write_manifest(out, manifest)
+    parse_targets(args.target_precision)  # a bad value fails before the corpus loads
+    name = read_manifest(Path(settings.model), verify=False).name
+    val_metrics = recalibrate(settings.model, args.output, args.version, args.target_precision,
+                              corpus=lambda: load(settings.data_dir))  # the split the model was judged on
     for lab, m in val_metrics.items():
         print(f"{lab:11s} target {m['target_precision']:.2f} threshold {m['threshold']:.3f}  val precision "
               f"{m['precision']:.3f}  recall {m['recall']:.3f}  T={m['temperature']:.2f}")
-    print(f"model written to {out} ({manifest.name}@{args.version})")
+    print(f"model written to {args.output} ({name}@{args.version})")
     return 0
