@@ -11,7 +11,10 @@ from the environment or from a ``*_file`` path, and :meth:`Settings.masked` hide
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +27,7 @@ ENV_PREFIX = "FLAGSTREAM_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-minilm"
+log = logging.getLogger("flagstream.config")
 
 
 class Settings(BaseModel):
@@ -170,8 +174,31 @@ class Settings(BaseModel):
 SECRET_FIELDS = frozenset({"sasl_password", "ssl_password"})
 
 
+# Kubernetes injects service-link variables into every pod of a namespace that has a Service named
+# ``flagstream``: FLAGSTREAM_SERVICE_HOST, FLAGSTREAM_SERVICE_PORT[_<NAME>], FLAGSTREAM_PORT and
+# FLAGSTREAM_PORT_<N>_<PROTO>[_PROTO|_PORT|_ADDR]. They are not flagstream settings and must never
+# stop a pod from starting, so they are skipped silently.
+_SERVICE_LINK = re.compile(r"^FLAGSTREAM_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_[A-Z]+)?)?)$")
+
+
+def is_service_link(name: str) -> bool:
+    """True for the variables Kubernetes injects for a Service named ``flagstream``."""
+    return bool(_SERVICE_LINK.match(name))
+
+
+def nearest_setting(key: str) -> str | None:
+    """The valid setting name closest to a misspelt one (``bach_size`` -> ``batch_size``), if any is close."""
+    match = difflib.get_close_matches(key.lower(), list(Settings.model_fields), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
 def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """``FLAGSTREAM_<FIELD>`` variables as raw (string) overrides; unknown names are an error."""
+    """``FLAGSTREAM_<FIELD>`` variables as raw (string) overrides.
+
+    Unknown names are *warned about* (with the nearest valid name), never fatal: an orchestrator may
+    set variables of its own with this prefix (Kubernetes service links are skipped without a word),
+    and a pod that exits 2 at start because of its namespace is worse than a typo left in place.
+    """
     environ = dict(os.environ if environ is None else environ)
     out: dict[str, Any] = {}
     for name, value in environ.items():
@@ -181,10 +208,12 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if key == "config":  # FLAGSTREAM_CONFIG names the YAML file itself; load_settings reads it
             continue
         if key not in Settings.model_fields:
-            raise ConfigError(
-                f"unknown environment variable {name}; valid names are FLAGSTREAM_ + one of "
-                f"{', '.join(sorted(k.upper() for k in Settings.model_fields))}"
-            )
+            if not is_service_link(name):
+                near = nearest_setting(key)
+                hint = f"did you mean {ENV_PREFIX}{near.upper()}?" if near else "no setting has a similar name"
+                log.warning(f"ignoring unknown environment variable {name}; {hint}",
+                            extra={"variable": name, "suggestion": f"{ENV_PREFIX}{near.upper()}" if near else None})
+            continue
         if key == "thresholds":
             out[key] = parse_thresholds(value, source=name)
         else:

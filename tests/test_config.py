@@ -33,7 +33,6 @@ def test_thresholds_from_env() -> None:
         ("bach_size: 3\n", {}, "unknown config key 'bach_size'"),
         ("sasl_password: hunter2\n", {}, "secrets don't belong in YAML"),
         ("batch_size: [\n", {}, "not valid YAML"),
-        ("", {"FLAGSTREAM_NOPE": "1"}, "unknown environment variable FLAGSTREAM_NOPE"),
         ("", {"FLAGSTREAM_THRESHOLDS": "propaganda:0.5"}, "expected LABEL=NUMBER"),
         ("thresholds: {propaganda: 1.5}\n", {}, "invalid value for thresholds"),
         ("security_protocol: SASL_SSL\n", {}, "needs sasl_username"),
@@ -77,3 +76,61 @@ def test_flagstream_config_env_names_the_yaml(tmp_path: Path) -> None:
     cfg.write_text("group_id: via-env-config\n")
     s = load_settings(None, environ={"FLAGSTREAM_CONFIG": str(cfg)})
     assert s.group_id == "via-env-config"
+
+
+def test_kubernetes_service_link_variables_are_ignored_silently(caplog: pytest.LogCaptureFixture) -> None:
+    """Exactly what Kubernetes injects into every pod of a namespace with a Service named ``flagstream``."""
+    env = {
+        "FLAGSTREAM_SERVICE_HOST": "10.96.12.7",
+        "FLAGSTREAM_SERVICE_PORT": "9108",
+        "FLAGSTREAM_SERVICE_PORT_METRICS": "9108",
+        "FLAGSTREAM_PORT": "tcp://10.96.12.7:9108",
+        "FLAGSTREAM_PORT_9108_TCP": "tcp://10.96.12.7:9108",
+        "FLAGSTREAM_PORT_9108_TCP_PROTO": "tcp",
+        "FLAGSTREAM_PORT_9108_TCP_PORT": "9108",
+        "FLAGSTREAM_PORT_9108_TCP_ADDR": "10.96.12.7",
+    }
+    with caplog.at_level("WARNING"):
+        s = load_settings(None, environ=env)
+    assert s.metrics_port == 0  # none of them is read as a setting
+    assert caplog.records == []
+
+
+def test_unknown_env_variable_warns_with_nearest_name(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        s = load_settings(None, environ={"FLAGSTREAM_BACH_SIZE": "7", "FLAGSTREAM_NOPE": "1"})
+    assert s.batch_size == 512  # the typo is not applied, and not fatal
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("FLAGSTREAM_BACH_SIZE" in m and "did you mean FLAGSTREAM_BATCH_SIZE?" in m for m in msgs), msgs
+    assert any("FLAGSTREAM_NOPE" in m and "no setting has a similar name" in m for m in msgs), msgs
+
+
+def test_cli_with_service_links_starts_and_typo_is_one_warning_line() -> None:
+    env = {"PATH": "/usr/bin:/bin", "FLAGSTREAM_SERVICE_HOST": "10.0.0.1", "FLAGSTREAM_SERVICE_PORT": "80",
+           "FLAGSTREAM_PORT": "tcp://10.0.0.1:80", "FLAGSTREAM_PORT_80_TCP": "tcp://10.0.0.1:80",
+           "FLAGSTREAM_PORT_80_TCP_PROTO": "tcp", "FLAGSTREAM_PORT_80_TCP_PORT": "80",
+           "FLAGSTREAM_PORT_80_TCP_ADDR": "10.0.0.1", "FLAGSTREAM_GROUP_ID": "k8s"}
+    import os
+
+    env["PYTHONPATH"] = os.environ.get("PYTHONPATH", "")
+    ok = subprocess.run([sys.executable, "-m", "flagstream.cli", "config", "show"], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == "" and "group_id: k8s" in ok.stdout
+    typo = subprocess.run([sys.executable, "-m", "flagstream.cli", "config", "show"], capture_output=True,
+                          text=True, env={**env, "FLAGSTREAM_GROUPID": "x"})
+    assert typo.returncode == 0, typo.stderr
+    assert typo.stderr.splitlines() == [
+        "ignoring unknown environment variable FLAGSTREAM_GROUPID; did you mean FLAGSTREAM_GROUP_ID?"]
+
+
+@pytest.mark.parametrize("flag", ["--sasl-password", "--ssl-password"])
+def test_config_show_refuses_secrets_on_the_command_line(flag: str) -> None:
+    for cmd in (["config", "show"], ["stream"]):
+        r = subprocess.run([sys.executable, "-m", "flagstream.cli", *cmd, flag, "hunter2"], capture_output=True,
+                           text=True)
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
+        assert "hunter2" not in r.stderr
+        if cmd[0] == "config":
+            assert "refused" in r.stderr and "FLAGSTREAM_" + flag[2:].replace("-", "_").upper() in r.stderr
