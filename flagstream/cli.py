@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "stream": "stream",
     "produce": "produce",
     "review": "review",
+    "dlq": "dlq",
     "demo": "demo",
     "rescore": "rescore",
     "train": "train",

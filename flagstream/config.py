@@ -44,7 +44,9 @@ class Settings(BaseModel):
     scores_topic: str = "posts.scores"
     scores_enabled: bool = True
     dlq_topic: str = "posts.dlq"
-    create_topics: bool = True
+    # None = auto: create missing topics only on a single-broker cluster (the embedded broker, a dev box),
+    # where replication_factor 1 is all there is; on a real cluster report them instead (see streaming.topics).
+    create_topics: bool | None = None
     topic_partitions: int = Field(3, ge=1)
     replication_factor: int = Field(1, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
@@ -77,6 +79,7 @@ class Settings(BaseModel):
     metrics_port: int = Field(0, ge=0, le=65535)  # 0 = no metrics server
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
+    progress_interval_s: float = Field(30.0, ge=0)  # INFO progress line (posts/s, lag, flagged); 0 = off
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"

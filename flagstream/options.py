@@ -39,7 +39,7 @@ def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
         info = Settings.model_fields[name]
         flag = "--" + name.replace("_", "-")
         ann = info.annotation
-        if ann is bool:
+        if ann is bool or ann == (bool | None):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=f"(config: {name}, default {info.default})")
         else:

@@ -111,11 +111,12 @@ def _short(exc: BaseException) -> str:
 
 
 def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
-                should_stop: Callable[[], bool] = lambda: False) -> T:
+                should_stop: Callable[[], bool] = lambda: False, quiet: bool = False) -> T:
     """Call ``fn(attempt_timeout_s)`` until it stops raising :class:`BrokerUnavailable`.
 
     Backoff doubles from 0.5 s to 5 s (each attempt may itself wait up to twice the backoff for the
-    broker to answer); each failure logs one WARNING line; after
+    broker to answer); each failure logs one WARNING line (DEBUG with ``quiet``: one-shot commands,
+    whose whole output on failure is the final one-line error); after
     ``startup_timeout_s`` the last :class:`BrokerUnavailable` is raised with the total time waited.
     """
     deadline = time.monotonic() + settings.startup_timeout_s
@@ -133,7 +134,7 @@ def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
                     f"({attempt} attempts); check --bootstrap-servers and that the broker is running"
                 ) from None
             wait = min(delay, remaining)
-            log.warning("broker unreachable, retrying", extra={"what": what, "bootstrap": settings.bootstrap_servers,
+            log.log(logging.DEBUG if quiet else logging.WARNING, "broker unreachable, retrying", extra={"what": what, "bootstrap": settings.bootstrap_servers,
                                                                "attempt": attempt, "retry_in_s": round(wait, 2),
                                                                "error": str(exc)})
             time.sleep(wait)

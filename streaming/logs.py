@@ -7,6 +7,11 @@
   usernames are never logged above DEBUG: the pipeline only ever logs ids, counts and offsets, and
   :class:`_RedactFilter` drops the fields ``text``/``author`` from any record above DEBUG as a
   backstop.
+- Progress bars (transformers' "Loading weights") are switched off when the log is JSON: a bar is
+  terminal animation, and in a log stream it is an unparseable line.
+- One-shot commands (``produce``, ``review``, ``dlq``) pass ``kafka_level="CRITICAL"``: their one
+  job either succeeds or ends with flagstream's own one-line error, and kafka-python's connection
+  chatter before it (or its ``Metadata refresh: failed Cancelled`` on close) would only bury that line.
 - kafka-python logs every failed reconnect at ERROR; during a broker outage that is a line every few
   milliseconds. :class:`_ThrottleFilter` lets each distinct kafka-python message through at most once
   per ``throttle_s`` seconds; flagstream's own lines say what is happening in words.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -110,6 +116,8 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None 
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "text" if getattr(stream, "isatty", lambda: False)() else "json"
+    if fmt == "json":
+        disable_progress_bars()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RedactFilter())
@@ -124,4 +132,21 @@ def setup_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None 
     logging.getLogger("kafka").setLevel(kafka_level or ("WARNING" if level != "DEBUG" else "INFO"))
 
 
-__all__ = ["setup_logging", "JsonFormatter", "TextFormatter"]
+def disable_progress_bars() -> None:
+    """No tqdm bars from transformers / huggingface_hub, whether or not they are imported yet."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub (and so transformers) at import
+    if "transformers" in sys.modules:
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except Exception:  # noqa: BLE001 - cosmetics must never stop a command
+            pass
+
+
+def one_shot_kafka_level(level: str) -> str | None:
+    """kafka-python's level for one-shot commands: silent unless the user asked for DEBUG."""
+    return None if level == "DEBUG" else "CRITICAL"
+
+
+__all__ = ["setup_logging", "disable_progress_bars", "one_shot_kafka_level", "JsonFormatter", "TextFormatter"]

@@ -67,6 +67,7 @@ from streaming.checkpoint import (
 from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
 from streaming.health import BrokerProbe, Health, HealthServer
 from streaming.metrics import PipelineMetrics
+from streaming.progress import ProgressLog
 from streaming.security import ensure_transport
 from streaming.topics import ensure_topics
 
@@ -169,6 +170,8 @@ class Pipeline:
         self._assigned_event = threading.Event()
         self._reconnected = threading.Event()
         self._last_lag_update = 0.0
+        self._lag_total: int | None = None
+        self._progress = ProgressLog(settings.progress_interval_s)
         self._last_record_at = time.monotonic()
         self._warned: dict[str, float] = {}
         self.started = threading.Event()  # set once connected and subscribed
@@ -650,6 +653,7 @@ class Pipeline:
         if now - self._last_lag_update >= 1.0:
             self._last_lag_update = now
             self._update_lag()
+            self._progress.maybe_log(self.stats, self._lag_total)
 
     def _update_lag(self) -> None:
         assert self.consumer is not None
@@ -676,6 +680,7 @@ class Pipeline:
             log.debug("lag update failed", extra={"error": str(exc)})
             return
         self.metrics.set_lag(lags)
+        self._lag_total = sum(lags.values())
 
     def _on_broker_change(self, reachable: bool) -> None:
         was = self.health.broker_reachable

@@ -26,21 +26,21 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
     from streaming.clients import BrokerUnavailable, make_admin, make_producer, retry_until
-    from streaming.logs import setup_logging
+    from streaming.logs import one_shot_kafka_level, setup_logging
     from streaming.produce import publish, read_records
     from streaming.topics import ensure_topics
 
     settings = settings_from_args(args)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
     topic = args.topic or settings.posts_topic
     records = list(read_records(args.file))  # read first: a bad file fails before any broker wait
     try:
-        admin = retry_until("topics", lambda t: make_admin(settings, t), settings)
+        admin = retry_until("topics", lambda t: make_admin(settings, t), settings, quiet=True)
         try:
             ensure_topics(settings, admin, [topic])
         finally:
             admin.close()
-        producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings)
+        producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings, quiet=True)
     except BrokerUnavailable as exc:
         raise UserError(str(exc)) from None
     try:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import sys
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("review", help="print flagged posts from the review topic, readable by a person",
-                       description="Reads the review topic from the beginning (joining no consumer group, so it "
-                                   "never takes work from a pipeline) and prints each flagged post.")
+                       description="Prints each flagged post in full (wrapped), with its scores against the "
+                                   "thresholds and where it came from. By default reads the whole topic and joins "
+                                   "no consumer group (it never takes work from a pipeline); --group NAME resumes "
+                                   "where the reader with that name stopped, --from-end shows only what arrives "
+                                   "from now on.")
     p.add_argument("--follow", "-f", action="store_true", help="keep waiting for new flagged posts (Ctrl-C stops)")
     p.add_argument("--max", dest="max_records", type=int, default=None, metavar="N", help="stop after N records")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the raw JSON records, one per line")
+    p.add_argument("--group", dest="reader_group", default=None, metavar="NAME",
+                   help="a reader name: start where this reader stopped last time and remember where it stops "
+                        "(offsets committed to Kafka under consumer group NAME; no group join, no rebalance)")
+    p.add_argument("--from-end", action="store_true",
+                   help="skip what is already on the topic; show only posts flagged from now on (implies --follow)")
+    p.add_argument("--width", type=int, default=None, metavar="COLUMNS",
+                   help="wrap post text to COLUMNS (default: the terminal width, at most 100)")
     from flagstream.options import add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "startup_timeout_s", "log_level",
@@ -29,38 +40,58 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
     from streaming.clients import BrokerUnavailable, make_consumer, retry_until
-    from streaming.logs import setup_logging
-    from streaming.review import decode, iter_topic, render_review
+    from streaming.logs import one_shot_kafka_level, setup_logging
+    from streaming.review import ReaderPosition, decode, iter_topic, record_kind, render_record
 
     if args.max_records is not None and args.max_records < 1:
         raise UserError("--max must be a positive number")
+    if args.width is not None and args.width < 20:
+        raise UserError("--width must be at least 20 columns")
+    if args.from_end and args.reader_group:
+        raise UserError("--from-end and --group exclude each other: a reader group resumes where it stopped")
+    width = args.width or min(100, shutil.get_terminal_size((100, 24)).columns)
     settings = settings_from_args(args)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
     try:
-        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
+        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=args.reader_group),
+                               settings, quiet=True)
     except BrokerUnavailable as exc:
         raise UserError(str(exc)) from None
+
     def on_term(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    start = "end" if args.from_end else ("committed" if args.reader_group else "beginning")
+    position = ReaderPosition(consumer) if args.reader_group else None
     shown = 0
+    kinds = {"review": 0, "dead_letter": 0, "other": 0}
     try:
-        for rec in iter_topic(consumer, settings.review_topic, follow=args.follow, max_records=args.max_records):
-            msg = decode(rec.value)
+        for rec in iter_topic(consumer, settings.review_topic, follow=args.follow or args.from_end,
+                              max_records=args.max_records, start=start):
             if args.as_json:
-                print(json.dumps(msg, ensure_ascii=False) if msg is not None else rec.value, flush=True)
-            elif msg is None:
-                print(f"■ (not a review record at {rec.topic}[{rec.partition}]@{rec.offset})", flush=True)
+                msg = decode(rec.value)
+                print(json.dumps(msg, ensure_ascii=False) if msg is not None
+                      else json.dumps({"not_json_bytes": len(rec.value or b"")}), flush=True)
             else:
-                print(render_review(msg) + "\n", flush=True)
+                print(render_record(rec, width) + "\n", flush=True)
             shown += 1
+            kinds[record_kind(rec)] += 1
+            if position is not None:
+                position.done(rec)
     except KeyboardInterrupt:
         pass
     except KafkaError as exc:
         raise UserError(f"reading {settings.review_topic} failed: {type(exc).__name__}: {exc}") from None
     finally:
-        consumer.close(autocommit=False)
+        try:
+            if position is not None:
+                position.commit()
+        finally:
+            consumer.close(autocommit=False)
     if not args.as_json:
-        print(f"{shown} flagged post(s) on {settings.review_topic}", file=sys.stderr)
+        resumed = f" (reader {args.reader_group} resumes after them)" if args.reader_group else ""
+        odd = ", ".join(f"{n} {k.replace('_', ' ')}(s)" for k, n in kinds.items() if n and k != "review")
+        print(f"{kinds['review']} flagged post(s) on {settings.review_topic}{resumed}"
+              + (f"; also {odd}, not review records" if odd else ""), file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ STREAM_FIELDS = (
     "reconnect_backoff_max_ms", "startup_timeout_s",
     "batch_size", "batch_wait_ms", "max_text_chars", "max_message_bytes", "model", "model_manifest_sha256", "thresholds", "scoring_threads",
     "overlap_scoring",
-    "metrics_host", "metrics_port", "log_level", "log_format",
+    "metrics_host", "metrics_port", "log_level", "log_format", "progress_interval_s",
     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
 )

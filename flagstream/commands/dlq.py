@@ -1,0 +1,165 @@
+"""``flagstream dlq`` / ``flagstream dlq replay``: list dead letters with their reasons; replay chosen ones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+_CONN_FIELDS = ("bootstrap_servers", "client_id", "dlq_topic", "posts_topic", "startup_timeout_s", "log_level",
+                "log_format", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
+                "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
+
+def _add_filters(p: argparse.ArgumentParser, sub: bool) -> None:
+    # On the subcommands the defaults are SUPPRESS, so a filter given before the subcommand name
+    # (``flagstream dlq --reason x replay``) is not overwritten by the subcommand's default.
+    d = (lambda v: argparse.SUPPRESS) if sub else (lambda v: v)
+    from streaming.schemas import ERROR_CLASSES
+
+    p.add_argument("--reason", dest="reasons", action="append", default=d(None), metavar="CLASS",
+                   choices=sorted(ERROR_CLASSES), help="only this error class (repeatable): " + ", ".join(ERROR_CLASSES))
+    p.add_argument("--since", default=d(None), metavar="TIME", help="failed at or after TIME (ISO-8601, UTC if no offset)")
+    p.add_argument("--until", default=d(None), metavar="TIME", help="failed before TIME")
+    p.add_argument("--source-partition", dest="source_partitions", action="append", type=int, default=d(None),
+                   metavar="N", help="only records that came from this posts partition (repeatable)")
+    p.add_argument("--offset", dest="refs", action="append", default=d(None), metavar="P:O",
+                   help="only the dead letter at partition P, offset O of the dead-letter topic (repeatable)")
+    p.add_argument("--max", dest="max_records", type=int, default=d(None), metavar="N",
+                   help="at most N matching records")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from flagstream.options import add_config_flags
+
+    p = sub.add_parser("dlq", help="list dead-lettered records with their reasons; 'dlq replay' re-publishes them",
+                       description="Lists the dead-letter topic, one line per record (never its value): where it "
+                                   "is, when it failed, error class, reason, source partition/offset. Joins no "
+                                   "consumer group.")
+    _add_filters(p, sub=False)
+    p.add_argument("--json", dest="as_json", action="store_true", help="one JSON object per record (no value)")
+    add_config_flags(p, *_CONN_FIELDS)
+    p.set_defaults(func=run, action="list")
+    dsub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=type(p))
+    lst = dsub.add_parser("list", help="list dead letters (the default)")
+    _add_filters(lst, sub=True)
+    lst.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS)
+    rp = dsub.add_parser("replay", help="re-publish the selected dead letters to the posts topic",
+                         description="Re-publishes each selected dead letter to the posts topic with its original "
+                                     "key, value bytes and headers, plus flagstream.replay.of / "
+                                     "flagstream.replayed_at. Dead letters already replayed (found by that header "
+                                     "on the posts topic) are skipped unless --force: the pipeline does not "
+                                     "deduplicate, so a forced second replay is scored twice.")
+    _add_filters(rp, sub=True)
+    rp.add_argument("--to", dest="to_topic", default=None, metavar="TOPIC",
+                    help="topic to publish to (default: posts_topic from config)")
+    rp.add_argument("--dry-run", action="store_true", help="say what would be replayed, publish nothing")
+    rp.add_argument("--force", action="store_true", help="replay even dead letters already replayed")
+    rp.add_argument("--all", dest="replay_all", action="store_true",
+                    help="allow replaying with no filter at all (every dead letter)")
+    for q in (lst, rp):
+        add_config_flags(q, *_CONN_FIELDS)
+        for act in q._actions:  # given before or after the action name, a flag keeps its value
+            if act.dest in _CONN_FIELDS or act.dest == "config":
+                act.default = argparse.SUPPRESS
+        q.set_defaults(func=run)
+
+
+def _filter(args: argparse.Namespace) -> Any:
+    from flagstream.errors import UserError
+    from streaming.dlq import DlqFilter, parse_time
+
+    flt = DlqFilter(reasons=set(getattr(args, "reasons", None) or ()),
+                    source_partitions=set(getattr(args, "source_partitions", None) or ()))
+    for name in ("since", "until"):
+        raw = getattr(args, name, None)
+        if raw is not None:
+            when = parse_time(raw)
+            if when is None:
+                raise UserError(f"--{name} {raw!r} is not an ISO-8601 time; use e.g. 2026-12-03T10:00:00Z")
+            setattr(flt, name, when)
+    for ref in getattr(args, "refs", None) or ():
+        part, sep, off = ref.partition(":")
+        if not sep or not part.isdigit() or not off.isdigit():
+            raise UserError(f"--offset {ref!r}: expected PARTITION:OFFSET of the dead-letter topic, e.g. 0:42")
+        flt.refs.add((int(part), int(off)))
+    return flt
+
+
+def run(args: argparse.Namespace) -> int:
+    from kafka.errors import KafkaError
+
+    from flagstream.errors import UserError
+    from flagstream.options import settings_from_args
+    from streaming.clients import BrokerUnavailable, make_consumer, make_producer, retry_until
+    from streaming.dlq import already_replayed, render_entry, replay, select
+    from streaming.logs import one_shot_kafka_level, setup_logging
+    from streaming.review import iter_topic
+
+    action = getattr(args, "action", None) or "list"
+    max_records = getattr(args, "max_records", None)
+    if max_records is not None and max_records < 1:
+        raise UserError("--max must be a positive number")
+    flt = _filter(args)
+    if action == "replay" and not args.replay_all and not (flt.reasons or flt.since or flt.until
+                                                           or flt.source_partitions or flt.refs):
+        raise UserError("replay needs a selection (--reason, --since/--until, --source-partition, --offset) "
+                        "or --all to replay every dead letter")
+    settings = settings_from_args(args)
+    setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
+    try:
+        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings, quiet=True)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
+    try:
+        entries = []
+        for e in select(iter_topic(consumer, settings.dlq_topic), flt):
+            entries.append(e)
+            if max_records is not None and len(entries) >= max_records:
+                break
+        if action == "list":
+            for e in entries:
+                if getattr(args, "as_json", False):
+                    d = e.letter
+                    print(json.dumps({"topic": e.topic, "partition": e.partition, "offset": e.offset,
+                                      "failed_at": e.failed_at.isoformat() if e.failed_at else None,
+                                      "error": d.error, "reason": d.reason, "source": d.source.as_dict(),
+                                      "key": d.key.decode("utf-8", "replace") if d.key is not None else None,
+                                      "value_bytes": len(d.value)}, ensure_ascii=False), flush=True)
+                else:
+                    print(render_entry(e), flush=True)
+            print(f"{len(entries)} dead letter(s) on {settings.dlq_topic} matched", file=sys.stderr)
+            return 0
+        target = args.to_topic or settings.posts_topic
+        times = [e.failed_at for e in entries if e.failed_at is not None]
+        since = min(times) if times and len(times) == len(entries) else None
+        done = already_replayed(consumer, target, since) if entries else set()
+    except KafkaError as exc:
+        raise UserError(f"reading {settings.dlq_topic} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        consumer.close(autocommit=False)
+    producer = None
+    if not args.dry_run and entries:
+        try:
+            producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings,
+                                   quiet=True)
+        except BrokerUnavailable as exc:
+            raise UserError(str(exc)) from None
+    try:
+        result = replay(producer, target, entries, done, force=args.force)
+    except KafkaError as exc:
+        raise UserError(f"replaying to {target} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if producer is not None:
+            producer.close(timeout=10)
+    verb = "would replay" if args.dry_run else "replayed"
+    for e in result.replayed:
+        print(f"{verb} {e.ref} -> {target}", flush=True)
+    for e in result.skipped_done:
+        print(f"skipped {e.ref}: already replayed to {target} (--force replays it again)", flush=True)
+    for e, why in result.skipped_cut:
+        print(f"skipped {e.ref}: {why}; its original bytes are not on the dead-letter topic", flush=True)
+    print(f"{verb} {len(result.replayed)}, already replayed {len(result.skipped_done)}, not replayable "
+          f"{len(result.skipped_cut)} of {len(entries)} selected dead letter(s)", file=sys.stderr)
+    return 0
