@@ -115,6 +115,18 @@ class Settings(BaseModel):
             raise ValueError("expected the 64 hex digits printed by 'sha256sum MODEL/manifest.json'")
         return v
 
+    @field_validator("sasl_mechanism", mode="before")
+    @classmethod
+    def _mechanism_upper_and_supported(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = v.strip().upper()
+            if v == "OAUTHBEARER":
+                raise ValueError("OAUTHBEARER is not supported yet (no token provider is wired in); use "
+                                 "SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN, over SASL_SSL")
+            if v in ("GSSAPI", "AWS_MSK_IAM"):
+                raise ValueError(f"{v} is not supported; use SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN, over SASL_SSL")
+        return v
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _servers_look_like_host_port(cls, v: str) -> str:

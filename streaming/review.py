@@ -175,8 +175,23 @@ def iter_topic(consumer: KafkaConsumer, topic: str, follow: bool = False, max_re
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
+    cut: dict[TopicPartition, int] = {}
     if start == "end":
+        # seek_to_end trusts ListOffsets, which some brokers (the embedded Tansu) under-report; the
+        # high-watermark of the first fetch responses is the real end, and records below it are skipped.
         consumer.seek_to_end(*tps)
+        prime_until = time.monotonic() + timeout_s
+        while len(cut) < len(tps) and time.monotonic() < prime_until:
+            early = consumer.poll(timeout_ms=poll_ms)
+            for tp in tps:
+                hw = consumer.highwater(tp)
+                if hw is not None and tp not in cut:
+                    cut[tp] = hw
+            for tp_records in early.values():
+                for rec in tp_records:
+                    if rec.offset >= cut.get(TopicPartition(rec.topic, rec.partition), 0):
+                        consumer.seek(TopicPartition(rec.topic, rec.partition), rec.offset)  # re-read it below
+                        break
     elif start == "committed":
         for tp in tps:
             committed = consumer.committed(tp)
@@ -187,6 +202,8 @@ def iter_topic(consumer: KafkaConsumer, topic: str, follow: bool = False, max_re
         batch = consumer.poll(timeout_ms=poll_ms)
         for tp_records in batch.values():
             for rec in tp_records:
+                if cut and rec.offset < cut.get(TopicPartition(rec.topic, rec.partition), 0):
+                    continue
                 yield rec
                 seen += 1
                 if max_records is not None and seen >= max_records:

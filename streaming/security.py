@@ -180,8 +180,16 @@ def _sasl(sock: socket.socket, kw: Mapping[str, Any], where: str) -> str | None:
         return (f"broker {where} closed the connection when asked for SASL mechanism {mechanism}: "
                 "the mechanism is not enabled there (or SASL is off); check sasl_mechanism and security_protocol")
     if err == _UNSUPPORTED_SASL_MECHANISM:
-        return (f"broker {where} does not offer SASL mechanism {mechanism} (it offers: "
-                f"{', '.join(mechs) or 'none'}); set sasl_mechanism accordingly")
+        # Some brokers (Tansu among them) answer with the *requested* mechanism in the list rather
+        # than the enabled ones, so "does not offer X (it offers: X)" would be nonsense: name only
+        # mechanisms other than the one refused.
+        others = [m for m in mechs if m != mechanism]
+        if others:
+            return (f"broker {where} does not offer SASL mechanism {mechanism}; it offers {', '.join(others)}: "
+                    "set sasl_mechanism to one of them")
+        return (f"broker {where} refused SASL mechanism {mechanism!r} (UNSUPPORTED_SASL_MECHANISM) without naming "
+                "one it offers; check sasl_mechanism (upper case: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and the "
+                "mechanisms enabled on that listener")
     if err == _ILLEGAL_SASL_STATE:
         return f"broker {where} refused the SASL handshake (illegal SASL state); is the listener SASL-enabled?"
     if err:

@@ -118,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             entries.append(e)
             if max_records is not None and len(entries) >= max_records:
                 break
+        entries.sort(key=lambda e: (e.failed_at is None, e.failed_at or 0, e.partition, e.offset))
         if action == "list":
             for e in entries:
                 if getattr(args, "as_json", False):
