@@ -46,6 +46,10 @@ class UsageError(Exception):
         self.prog, self.message = prog, message
 
 
+DESCRIPTION = ("Score social posts for extremist propaganda and sectarian hate: a Kafka stream pipeline, batch "
+               "rescoring, and the tools around them. 'flagstream COMMAND --help' describes each command.")
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False  # every parser, subcommands included
@@ -78,7 +82,7 @@ def redact(message: str, secrets: Sequence[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="flagstream", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="flagstream", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"flagstream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
