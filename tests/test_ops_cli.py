@@ -276,3 +276,29 @@ def test_create_topics_auto_and_off_on_the_embedded_broker(broker):
         assert name in admin.list_topics()
     finally:
         admin.close()
+
+
+def test_progress_line_counts_and_rate(caplog):
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from streaming.progress import ProgressLog
+
+    now = [0.0]
+    prog = ProgressLog(10.0, clock=lambda: now[0])
+    stats = SimpleNamespace(consumed=0, scored=0, flagged=Counter(), dead_lettered=Counter())
+    assert prog.maybe_log(stats, 0) is None  # interval not over
+    now[0] = 10.0
+    assert prog.maybe_log(stats, 0) is None  # idle, no lag: silent
+    stats.consumed, stats.scored = 50, 48
+    stats.flagged.update({"propaganda": 3, "sectarian": 1})
+    stats.dead_lettered.update({"not_json": 2})
+    now[0] = 20.0
+    with caplog.at_level("INFO"):
+        fields = prog.maybe_log(stats, 7)
+    assert fields["posts_per_s"] == 5.0 and fields["lag"] == 7 and fields["dead_lettered"] == 2
+    assert fields["flagged_by_label"] == {"propaganda": 3, "sectarian": 1}
+    assert caplog.records[-1].getMessage() == ("progress: 5.0 posts/s, lag 7, flagged propaganda 3, sectarian 1, "
+                                              "2 dead-lettered in the last 10s")
+    now[0] = 30.0
+    assert prog.maybe_log(stats, 4)["consumed"] == 0  # lag alone is news: a stuck consumer shows
