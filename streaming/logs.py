@@ -95,6 +95,11 @@ class _ThrottleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("kafka"):
             return True
+        if record.name == "kafka.net.selector" and "blocking the event loop" in str(record.msg) \
+                and record.levelno < logging.ERROR and not logging.getLogger("kafka").isEnabledFor(logging.DEBUG):
+            # kafka-python's own watchdog ("Task ... ran for 1.8s ... blocking the event loop"): on a busy
+            # CPU it fires at start-up and says nothing an operator can act on.
+            return False
         key = (record.name, str(record.msg)[:80])
         now = time.monotonic()
         last = self._last.get(key)

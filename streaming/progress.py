@@ -33,7 +33,7 @@ class ProgressLog:
     def __init__(self, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s = interval_s
         self._clock = clock
-        self._since = clock()
+        self._since: float | None = None  # the first call starts the clock (not construction: model load)
         self._last: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._last_by_label: dict[str, int] = {}
 
@@ -42,6 +42,9 @@ class ProgressLog:
         if self.interval_s <= 0:
             return None
         now = self._clock()
+        if self._since is None:
+            self._since = now
+            return None
         elapsed = now - self._since
         if elapsed < self.interval_s:
             return None

@@ -287,6 +287,8 @@ def test_progress_line_counts_and_rate(caplog):
     now = [0.0]
     prog = ProgressLog(10.0, clock=lambda: now[0])
     stats = SimpleNamespace(consumed=0, scored=0, flagged=Counter(), dead_lettered=Counter())
+    assert prog.maybe_log(stats, 0) is None  # first call: the interval starts now
+    now[0] = 5.0
     assert prog.maybe_log(stats, 0) is None  # interval not over
     now[0] = 10.0
     assert prog.maybe_log(stats, 0) is None  # idle, no lag: silent
@@ -302,3 +304,21 @@ def test_progress_line_counts_and_rate(caplog):
                                               "2 dead-lettered in the last 10s")
     now[0] = 30.0
     assert prog.maybe_log(stats, 4)["consumed"] == 0  # lag alone is news: a stuck consumer shows
+
+
+def test_json_logs_switch_off_progress_bars_and_kafka_watchdog_noise(capsys):
+    import io
+    import logging
+
+    from streaming.logs import setup_logging
+
+    stream = io.StringIO()
+    setup_logging("INFO", "json", stream=stream)
+    from transformers.utils import logging as hf_logging
+
+    assert not hf_logging.is_progress_bar_enabled()  # no "Loading weights" bar in a JSON log
+    logging.getLogger("kafka.net.selector").warning(
+        "Task %s ran for %.3fs (>%.3fs threshold). It is blocking the event loop -- likely a tight sync loop", "t", 1.7, 0.1)
+    logging.getLogger("kafka.conn").warning("a real kafka warning")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["msg"] for r in lines] == ["a real kafka warning"]

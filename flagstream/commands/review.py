@@ -34,7 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _on_term(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _on_term)  # first thing: a stop while still connecting is a clean stop too
     from kafka.errors import KafkaError
 
     from flagstream.errors import UserError
@@ -57,11 +62,8 @@ def run(args: argparse.Namespace) -> int:
                                settings, quiet=True)
     except BrokerUnavailable as exc:
         raise UserError(str(exc)) from None
-
-    def on_term(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    except KeyboardInterrupt:
+        return 0
     start = "end" if args.from_end else ("committed" if args.reader_group else "beginning")
     position = ReaderPosition(consumer) if args.reader_group else None
     shown = 0
