@@ -13,15 +13,6 @@ from flagstream.config import SECRET_FIELDS, Settings, load_settings, parse_thre
 from flagstream.errors import UserError
 
 
-class _RefuseSecret(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        env = "FLAGSTREAM_" + self.dest.upper()
-        alt = f" or {self.dest}_file" if f"{self.dest}_file" in Settings.model_fields else ""
-        parser.error(f"{option_string} is refused: a secret on the command line shows in ps and shell history; "
-                     f"set {env}{alt} instead")
-
-
 def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
     """Add ``--config`` plus one flag per named Settings field (all default to None = not given).
 
@@ -29,10 +20,6 @@ def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
     ends up in shell history and ``ps``; they come from the environment or a ``*_file`` path.
     """
     parser.add_argument("--config", metavar="YAML", help="config file (default: configs/default.yaml or $FLAGSTREAM_CONFIG)")
-    # Every command refuses a secret on the command line with the same actionable line (the flags exist
-    # only to say so and are hidden from --help; the value is never echoed).
-    for name in sorted(SECRET_FIELDS):
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, action=_RefuseSecret, help=argparse.SUPPRESS)
     for name in fields:
         if name in SECRET_FIELDS:
             continue

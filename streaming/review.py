@@ -122,10 +122,13 @@ def render_record(rec: Any, width: int = 100) -> str:
     pointed ``--review-topic`` at the dead-letter topic), or something else, said plainly."""
     kind = record_kind(rec)
     if kind == "dead_letter":
-        from streaming.dlq import render_entry, to_entry
+        from streaming.schemas import read_dead_letter
 
-        return ("■ dead letter (this is a dead-letter topic; 'flagstream dlq' lists and replays them)\n  "
-                + render_entry(to_entry(rec)))
+        d = read_dead_letter(rec.key, rec.value, rec.headers)
+        src = f"{d.source.topic}[{d.source.partition}]@{d.source.offset}" if d.source.topic else "unknown source"
+        return (f"■ dead letter at {rec.topic}[{rec.partition}]@{rec.offset}: {d.error or '?'}: "
+                f"{d.reason or '(no reason header)'} (from {src}; this is a dead-letter topic, "
+                "'flagstream dlq' lists and replays its records)")
     if kind == "other":
         return (f"■ not a review record at {rec.topic}[{rec.partition}]@{rec.offset} "
                 f"({len(rec.value or b'')} bytes; is --review-topic right?)")

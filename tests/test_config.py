@@ -126,11 +126,11 @@ def test_cli_with_service_links_starts_and_typo_is_one_warning_line() -> None:
 
 @pytest.mark.parametrize("flag", ["--sasl-password", "--ssl-password"])
 def test_config_show_refuses_secrets_on_the_command_line(flag: str) -> None:
+    """``config show`` refuses a secret flag exactly as ``stream`` does (no such flag, value redacted;
+    tests/test_security_cli.py covers the other commands)."""
     for cmd in (["config", "show"], ["stream"]):
         r = subprocess.run([sys.executable, "-m", "flagstream.cli", *cmd, flag, "hunter2"], capture_output=True,
                            text=True)
         assert r.returncode == 2, (cmd, r.stderr)
         assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
-        assert "hunter2" not in r.stderr
-        if cmd[0] == "config":
-            assert "refused" in r.stderr and "FLAGSTREAM_" + flag[2:].replace("-", "_").upper() in r.stderr
+        assert "hunter2" not in r.stderr and "unrecognized arguments" in r.stderr

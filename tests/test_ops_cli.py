@@ -185,7 +185,7 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     res = run_cli(["review", "--review-topic", dlq], env=env)
     out = res.stdout.decode()
     assert res.returncode == 0 and "?@?" not in out and "?[?]" not in out
-    assert out.count("■ dead letter") == 4 and "missing_text" in out
+    assert out.count("■ dead letter at ") == 4 and "missing_text" in out
     assert "0 flagged post(s)" in res.stderr.decode() and "4 dead letter(s)" in res.stderr.decode()
 
 
