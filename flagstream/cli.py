@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "produce": "produce",
     "review": "review",
     "dlq": "dlq",
+    "decide": "decide",
+    "console": "console",
     "demo": "demo",
     "rescore": "rescore",
     "train": "train",

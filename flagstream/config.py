@@ -44,6 +44,7 @@ class Settings(BaseModel):
     scores_topic: str = "posts.scores"
     scores_enabled: bool = True
     dlq_topic: str = "posts.dlq"
+    decisions_topic: str = "posts.decisions"  # reviewer verdicts (flagstream decide, the review console)
     # None = auto: create missing topics only on a single-broker cluster (the embedded broker, a dev box),
     # where replication_factor 1 is all there is; on a real cluster report them instead (see streaming.topics).
     create_topics: bool | None = None
@@ -80,6 +81,15 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
     progress_interval_s: float = Field(30.0, ge=0)  # INFO progress line (posts/s, lag, flagged); 0 = off
+
+    # --- review console (flagstream console) -------------------------------------------
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(8765, ge=0, le=65535)
+    console_token: SecretStr | None = None  # required when console_host is not a loopback address
+    # --- campaigns (near-duplicate flagged posts share an id in the review record) -----
+    campaign_window_s: float = Field(86_400.0, gt=0)
+    campaign_max_posts: int = Field(100_000, ge=100)  # memory bound: oldest flagged posts are forgotten first
+    campaign_similarity: float = Field(0.5, gt=0, le=1)  # estimated Jaccard over shingles to join a campaign
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -180,13 +190,13 @@ class Settings(BaseModel):
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, secrets replaced by ``***``."""
         data = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password"):
+        for key in ("sasl_password", "ssl_password", "console_token"):
             if data.get(key) is not None:
                 data[key] = "***"
         return data
 
 
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_password"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token"})
 
 
 # Kubernetes injects service-link variables into every pod of a namespace that has a Service named
