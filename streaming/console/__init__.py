@@ -1,0 +1,1 @@
+"""The review console: a small web app over the review and decisions topics (``flagstream console``)."""

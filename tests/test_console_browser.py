@@ -1,0 +1,232 @@
+"""The review console in a real browser (Debian's headless Chromium via selenium) on the real embedded broker.
+
+Posts are flagged by the real pipeline, two ``flagstream console`` processes serve the same topics, and the
+test works the queue with the keyboard only, then reads the decision records back from the decisions topic.
+Skips cleanly when chromium / chromium-driver are not installed (scripts/install-test-deps.sh installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from stream_helpers import (
+    BENIGN_TEXT,
+    PROJECT_ROOT,
+    PROPAGANDA_TEXT,
+    SECTARIAN_TEXT,
+    PipelineThread,
+    consume_all,
+    produce,
+    post_bytes,
+)
+
+from streaming.broker import free_port
+from streaming.schemas import Decision, parse_decision
+
+pytestmark = pytest.mark.timeout(300)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+HOSTILE = ("<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> "
+           "\u202eevil\u202c zero\u200bwidth " + PROPAGANDA_TEXT)
+CAMPAIGN = "the soldiers of the state will conquer, join the fighters and pledge allegiance to the caliphate"
+
+
+def _need_browser() -> None:
+    pytest.importorskip("selenium")
+    if not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)):
+        pytest.skip("chromium / chromium-driver not installed (scripts/install-test-deps.sh installs them)")
+
+
+class Console:
+    """``flagstream console`` as a subprocess on a free loopback port."""
+
+    def __init__(self, env: dict[str, str], log: Path, reviewer: str) -> None:
+        self.port = free_port()
+        env = dict(env, FLAGSTREAM_CONSOLE_PORT=str(self.port))
+        self.log = log
+        self.proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "console", "--reviewer", reviewer],
+                                    env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=open(log, "wb"))
+        line = self.proc.stdout.readline().decode()
+        assert "review console at" in line, (line, log.read_text())
+        self.url = line.split("review console at ")[1].split()[0]
+        assert self.url == f"http://127.0.0.1:{self.port}/"
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--window-size=1400,900", "--disable-dev-shm-usage"):
+        opts.add_argument(arg)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+
+
+def _wait(fn, what: str, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            value = fn()
+        except Exception:  # noqa: BLE001 - element not there yet
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _queue_ids(driver) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('#queue li')].map(li => li.dataset.id)")
+
+
+def _selected(driver) -> str | None:
+    return driver.execute_script("const li = document.querySelector('#queue li.selected'); return li && li.dataset.id")
+
+
+def _top(record: dict) -> float:
+    return max(record["scores"][label] for label in record["labels"])
+
+
+def test_console_keyboard_review_end_to_end(topics, tmp_path):
+    _need_browser()
+    from selenium.webdriver.common.by import By
+
+    decisions_topic = topics.posts + ".decisions"
+    posts = [
+        ("p-prop", PROPAGANDA_TEXT, "en"),
+        ("p-sect", SECTARIAN_TEXT, "en"),
+        ("p-sect-fr", SECTARIAN_TEXT + " encore", "fr"),
+        ("p-hostile", HOSTILE, "en"),
+        ("p-ok", BENIGN_TEXT, "en"),
+    ]
+    # a campaign: one propaganda text reposted with retweet prefixes, changed links and a swapped word
+    campaign_posts = [
+        ("c-1", CAMPAIGN + " https://t.co/aaaa", "en"),
+        ("c-2", "RT @acct_9: " + CAMPAIGN + " https://t.co/bbbb", "en"),
+        ("c-3", CAMPAIGN.replace("conquer", "prevail") + " https://t.co/cccc", "en"),
+    ]
+    produce(topics.bootstrap, topics.posts,
+            [(pid.encode(), post_bytes(pid, text, lang=lang)) for pid, text, lang in posts + campaign_posts])
+    runner = PipelineThread(topics.settings())
+    try:
+        consume_all(topics.bootstrap, topics.scores, min_count=len(posts) + len(campaign_posts), timeout_s=90)
+    finally:
+        runner.stop()
+    review = {json.loads(r.value)["id"]: json.loads(r.value) for r in consume_all(topics.bootstrap, topics.review)}
+    assert "p-ok" not in review and {"p-prop", "p-sect", "p-hostile"} <= set(review)
+    campaigns = {r.get("campaign", {}).get("id") for pid, r in review.items() if pid.startswith("c-")}
+    has_campaigns = len(campaigns) == 1 and None not in campaigns
+
+    env = topics.env(decisions_topic=decisions_topic)
+    a = Console(env, tmp_path / "console-a.log", "rv-a")
+    b = Console(env, tmp_path / "console-b.log", "rv-b")
+    driver = _browser()
+    try:
+        driver.get(a.url)
+        _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "the page to load")
+        # every flagged post (a campaign counted once) in score order, highest first
+        singles = [pid for pid in review if not (has_campaigns and pid.startswith("c-"))]
+        expected_rows = len(singles) + (1 if has_campaigns else 0)
+        _wait(lambda: len(_queue_ids(driver)) == expected_rows, f"{expected_rows} queue rows")
+        ids = _queue_ids(driver)
+        shown_scores = [_top(review[i]) for i in ids]
+        assert shown_scores == sorted(shown_scores, reverse=True), (ids, shown_scores)
+
+        # hostile text: shown as text, nothing executed, hidden characters made visible
+        body = driver.find_element(By.TAG_NAME, "body")
+        while _selected(driver) != "p-hostile":
+            body.send_keys("j")
+            time.sleep(0.15)
+        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "p:p-hostile",
+              "the hostile item to open")
+        text = driver.find_element(By.CSS_SELECTOR, "#item .text").text
+        assert "<script>window.__pwned=1</script>" in text and "<img src=x" in text
+        assert "\\u202e" in text and "\\u200b" in text and "\u202e" not in text
+        assert driver.execute_script("return window.__pwned") is None
+        assert driver.find_elements(By.CSS_SELECTOR, "#item script, #item img, #queue script, #queue img") == []
+
+        # reject the highest-scored post with the keyboard only (k back to the top, then r per flagged label)
+        for _ in range(len(ids)):
+            body.send_keys("k")
+            time.sleep(0.1)
+        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "p:" + ids[0]
+              or driver.execute_script("return document.querySelector('#item').dataset.key") == ids[0],
+              "the top item to open")
+        top_key = driver.execute_script("return document.querySelector('#item').dataset.key")
+        top_record = review[ids[0]]
+        for _ in top_record["labels"]:
+            body.send_keys("r")
+            time.sleep(0.2)
+        _wait(lambda: ids[0] not in _queue_ids(driver), "the rejected post to leave the queue")
+
+        campaign_ids: list[str] = []
+        if has_campaigns:
+            # order by campaign size (o), open the campaign (it is first), show members (m), confirm all (C)
+            body.send_keys("o")
+            _wait(lambda: _queue_ids(driver) and _queue_ids(driver)[0].startswith("c-"), "campaign first")
+            _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key").startswith("c:"),
+                  "the campaign to open")
+            body.send_keys("m")
+            _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#item .members li")) == 3, "3 campaign members")
+            driver.save_screenshot(str(PROJECT_ROOT / "docs" / "console.png"))
+            body.send_keys("C")
+            _wait(lambda: not any(i.startswith("c-") for i in _queue_ids(driver)), "the campaign to leave the queue")
+            campaign_ids = sorted(pid for pid in review if pid.startswith("c-"))
+        else:
+            driver.save_screenshot(str(PROJECT_ROOT / "docs" / "console.png"))
+
+        # the stats panel counts them
+        _wait(lambda: driver.find_element(By.CSS_SELECTOR, "[data-stat='decisions']").text
+              == str(2 if has_campaigns else 1), "decisions in the stats panel")
+
+        # decision records on the topic
+        recs = consume_all(topics.bootstrap, decisions_topic, min_count=2 if has_campaigns else 1)
+        decided = [parse_decision(r.value) for r in recs]
+        assert all(isinstance(d, Decision) for d in decided)
+        first = decided[0]
+        assert first.ids == (ids[0],) and first.reviewer == "rv-a"
+        assert first.verdicts == {label: "reject" for label in top_record["labels"]}
+        assert first.model == top_record["model"] and first.reviews[0].id == ids[0]
+        if has_campaigns:
+            assert sorted(decided[1].ids) == campaign_ids
+            assert set(decided[1].verdicts.values()) == {"confirm"} and decided[1].campaign
+
+        # the second console never shows a decided item again after refresh
+        driver.get(b.url)
+        _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "console B to load")
+        gone = set([ids[0]] + campaign_ids)
+        _wait(lambda: (q := _queue_ids(driver)) and not gone & set(q) and len(q) == expected_rows - 1 - bool(campaign_ids),
+              "console B to drop the decided items")
+        assert top_key
+        if not has_campaigns:
+            pytest.fail("the pipeline gave the reposted campaign no shared campaign id")
+    finally:
+        driver.quit()
+        a.close()
+        b.close()
+
+
+def test_console_refuses_non_loopback_without_token(topics):
+    from stream_helpers import run_cli
+
+    res = run_cli(["console", "--console-host", "0.0.0.0"], env=topics.env())
+    err = res.stderr.decode()
+    assert res.returncode == 2 and "FLAGSTREAM_CONSOLE_TOKEN" in err and "Traceback" not in err, err
