@@ -86,6 +86,9 @@ class Settings(BaseModel):
     console_host: str = "127.0.0.1"
     console_port: int = Field(8765, ge=0, le=65535)
     console_token: SecretStr | None = None  # required when console_host is not a loopback address
+    # --- review record extras (computed for flagged posts only) -------------------------
+    explain_spans: bool = True  # per flagged label, the character spans that drove the score
+    campaigns_enabled: bool = True
     # --- campaigns (near-duplicate flagged posts share an id in the review record) -----
     campaign_window_s: float = Field(86_400.0, gt=0)
     campaign_max_posts: int = Field(100_000, ge=100)  # memory bound: oldest flagged posts are forgotten first

@@ -55,6 +55,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, Topic
 from kafka.errors import KafkaError
 
 from classifier.scoring import Scorer, flagged_labels, load_scorer, scores_dict
+from streaming.annotate import ReviewAnnotator
 from flagstream.config import Settings
 from flagstream.errors import UserError
 from streaming import schemas
@@ -237,6 +238,7 @@ class Pipeline:
             self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None,
                                       manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
+        self.annotator = ReviewAnnotator.from_settings(s, self.scorer)  # issue 17: campaign + spans
         if s.overlap_scoring:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flagstream-score")
         self.health.model_loaded = True
@@ -269,6 +271,7 @@ class Pipeline:
             retry_until("topics", connect, s, should_stop=self._stop.is_set)
             self.consumer = retry_until("consumer", lambda t: make_consumer(s, t), s, should_stop=self._stop.is_set)
             self.producer = self._new_producer(startup=True)
+            self._rebuild_annotator()  # issue 17: campaign index from the review topic
         except BrokerUnavailable as exc:
             if self._stop.is_set():
                 raise _StoppedDuringStartup() from None
@@ -278,6 +281,16 @@ class Pipeline:
         log.info("connected; joining consumer group", extra={"group_id": s.group_id,
                                                               "bootstrap": s.bootstrap_servers})
         self.started.set()
+
+    def _rebuild_annotator(self) -> None:
+        """Replay the review topic into the campaign index (a consumer of its own, joining no group)."""
+        s = self.settings
+        reader = retry_until("review reader", lambda t: make_consumer(s, t, group_id=None), s,
+                             should_stop=self._stop.is_set)
+        try:
+            self.annotator.rebuild(s, reader)
+        finally:
+            reader.close(autocommit=False)
 
     def _new_producer(self, startup: bool = False) -> KafkaProducer:
         s = self.settings
@@ -475,6 +488,8 @@ class Pipeline:
                         flush_timeout_s=s.request_timeout_ms / 1000, commit_timeout_ms=s.request_timeout_ms)
         now = schemas.now_iso()
         flagged_counts: Counter = Counter()
+        notes = self.annotator.annotate([(post.id, post.text, rec.timestamp, labels, [scores[k] for k in info.labels])
+                                         for rec, post, scores, labels in scored if labels])  # issue 17
         try:
             for rec, post, scores, labels in scored:
                 src = schemas.Source(rec.topic, rec.partition, rec.offset, rec.timestamp)
@@ -482,7 +497,7 @@ class Pipeline:
                     cp.produce(s.scores_topic, schemas.scores_record(post, src, scores, labels, model, now))
                 if labels:
                     cp.produce(s.review_topic, schemas.review_record(post, src, scores, labels, info.thresholds,
-                                                                     model, now))
+                                                                     model, now, notes.get(post.id)))
                     flagged_counts.update(labels)
             for rec, rej in rejected:
                 src = schemas.Source(rec.topic, rec.partition, rec.offset, rec.timestamp)

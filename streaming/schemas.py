@@ -23,7 +23,9 @@ review topic (output, default ``posts.review``): one record per *flagged* post
     ``thresholds`` (label -> threshold used), ``model`` (``{"name", "version"}``), ``source``
     (``{"topic", "partition", "offset", "timestamp"}``, timestamp = the Kafka record timestamp as
     ISO-8601 UTC), ``flagged_at`` (ISO-8601 UTC), then whichever of ``lang``, ``author``,
-    ``created_at``, ``url``, ``meta`` the post had, and ``extra`` (unknown post fields) if any.
+    ``created_at``, ``url``, ``meta`` the post had, and ``extra`` (unknown post fields) if any;
+    ``campaign`` (``{"id", "members"}``) and ``spans`` (label -> ``[{"start", "end", "weight"}]``)
+    when enabled (``campaigns_enabled``, ``explain_spans``).
     Headers: ``content-type: application/json``, ``flagstream.schema: review.v1``.
 
 scores topic (output, default ``posts.scores``, ``scores_enabled: false`` turns it off)
@@ -307,8 +309,12 @@ def _json_headers(schema: str) -> list[tuple[str, bytes]]:
 
 
 def review_record(post: Post, source: Source, scores: Mapping[str, float], labels: Sequence[str],
-                  thresholds: Mapping[str, float], model: Mapping[str, str], flagged_at: str | None = None) -> OutRecord:
-    """The review-topic record for a flagged post (see the module docstring for the contract)."""
+                  thresholds: Mapping[str, float], model: Mapping[str, str], flagged_at: str | None = None,
+                  annotations: Mapping[str, Any] | None = None) -> OutRecord:
+    """The review-topic record for a flagged post (see the module docstring for the contract).
+
+    ``annotations``: the reviewer's-side fields from :mod:`streaming.annotate` (``campaign``, ``spans``).
+    """
     body: dict[str, Any] = {
         "id": post.id,
         "text": post.text,
@@ -320,6 +326,9 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
         "flagged_at": flagged_at or now_iso(),
     }
     body.update(post.passthrough())
+    for key in ("campaign", "spans"):
+        if annotations and annotations.get(key) is not None:
+            body[key] = annotations[key]
     return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(REVIEW_SCHEMA))
 
 
@@ -476,22 +485,9 @@ class _BadDecision(ValueError):
 
 def parse_decision(value: bytes | None, max_message_bytes: int = 1_000_000) -> Decision | Rejection:
     """Validate one decisions-topic value; never raises on any input bytes (reasons never quote notes)."""
-    if not value:
-        return Rejection("empty_message", "record has no value")
-    if len(value) > max_message_bytes:
-        return Rejection("message_too_large", f"value is {len(value)} bytes, over max_message_bytes={max_message_bytes}")
-    try:
-        obj = json.loads(bytes(value).decode("utf-8"), parse_constant=_reject_constant)
-    except UnicodeDecodeError as exc:
-        return Rejection("not_utf8", f"invalid UTF-8 at byte {exc.start}")
-    except _BadJSON as exc:
-        return Rejection("not_json", str(exc))
-    except json.JSONDecodeError as exc:
-        return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
-    except RecursionError:
-        return Rejection("not_json", "JSON nests too deeply")
-    if not isinstance(obj, dict):
-        return Rejection("not_object", f"value is a JSON {_type_name(obj)}, expected an object")
+    obj = decode_json_object(value, max_message_bytes=max_message_bytes)
+    if isinstance(obj, Rejection):
+        return obj
     try:
         return _decision_from(obj)
     except _BadDecision as exc:

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.timeout(300)
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 HOSTILE = ("<script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> "
-           "\u202eevil\u202c zero\u200bwidth " + PROPAGANDA_TEXT)
+           "\u202eevil\u202c zero\u200bwidth take up arms and fight the crusaders, paradise awaits the martyrs")
 CAMPAIGN = "the soldiers of the state will conquer, join the fighters and pledge allegiance to the caliphate"
 
 
@@ -113,7 +113,7 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
     posts = [
         ("p-prop", PROPAGANDA_TEXT, "en"),
         ("p-sect", SECTARIAN_TEXT, "en"),
-        ("p-sect-fr", SECTARIAN_TEXT + " encore", "fr"),
+        ("p-sect-fr", "that whole group are parasites and traitors, expel them all, wipe them from our land", "fr"),
         ("p-hostile", HOSTILE, "en"),
         ("p-ok", BENIGN_TEXT, "en"),
     ]
@@ -132,8 +132,16 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
         runner.stop()
     review = {json.loads(r.value)["id"]: json.loads(r.value) for r in consume_all(topics.bootstrap, topics.review)}
     assert "p-ok" not in review and {"p-prop", "p-sect", "p-hostile"} <= set(review)
-    campaigns = {r.get("campaign", {}).get("id") for pid, r in review.items() if pid.startswith("c-")}
-    has_campaigns = len(campaigns) == 1 and None not in campaigns
+    # the pipeline groups the reposts into one campaign with a running count, and nothing else with them
+    camp = {pid: r["campaign"]["id"] for pid, r in review.items()}
+    assert len({camp[pid] for pid, *_ in campaign_posts}) == 1
+    campaign_id = camp["c-1"]
+    assert sorted(review[pid]["campaign"]["members"] for pid, *_ in campaign_posts) == [1, 2, 3]
+    assert sorted(pid for pid in review if camp[pid] == campaign_id) == sorted(pid for pid, *_ in campaign_posts)
+    groups: dict[str, list[str]] = {}
+    for pid in review:
+        groups.setdefault(camp[pid], []).append(pid)
+    group_score = {c: max(_top(review[m]) for m in members) for c, members in groups.items()}
 
     env = topics.env(decisions_topic=decisions_topic)
     a = Console(env, tmp_path / "console-a.log", "rv-a")
@@ -143,11 +151,10 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
         driver.get(a.url)
         _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "the page to load")
         # every flagged post (a campaign counted once) in score order, highest first
-        singles = [pid for pid in review if not (has_campaigns and pid.startswith("c-"))]
-        expected_rows = len(singles) + (1 if has_campaigns else 0)
+        expected_rows = len(groups)
         _wait(lambda: len(_queue_ids(driver)) == expected_rows, f"{expected_rows} queue rows")
         ids = _queue_ids(driver)
-        shown_scores = [_top(review[i]) for i in ids]
+        shown_scores = [group_score[camp[i]] for i in ids]
         assert shown_scores == sorted(shown_scores, reverse=True), (ids, shown_scores)
 
         # hostile text: shown as text, nothing executed, hidden characters made visible
@@ -155,8 +162,8 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
         while _selected(driver) != "p-hostile":
             body.send_keys("j")
             time.sleep(0.15)
-        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "p:p-hostile",
-              "the hostile item to open")
+        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key")
+              == "c:" + camp["p-hostile"], "the hostile item to open")
         text = driver.find_element(By.CSS_SELECTOR, "#item .text").text
         assert "<script>window.__pwned=1</script>" in text and "<img src=x" in text
         assert "\\u202e" in text and "\\u200b" in text and "\u202e" not in text
@@ -167,8 +174,7 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
         for _ in range(len(ids)):
             body.send_keys("k")
             time.sleep(0.1)
-        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "p:" + ids[0]
-              or driver.execute_script("return document.querySelector('#item').dataset.key") == ids[0],
+        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "c:" + camp[ids[0]],
               "the top item to open")
         top_key = driver.execute_script("return document.querySelector('#item').dataset.key")
         top_record = review[ids[0]]
@@ -176,48 +182,42 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
             body.send_keys("r")
             time.sleep(0.2)
         _wait(lambda: ids[0] not in _queue_ids(driver), "the rejected post to leave the queue")
+        assert ids[0] not in [pid for pid, *_ in campaign_posts]
 
-        campaign_ids: list[str] = []
-        if has_campaigns:
-            # order by campaign size (o), open the campaign (it is first), show members (m), confirm all (C)
-            body.send_keys("o")
-            _wait(lambda: _queue_ids(driver) and _queue_ids(driver)[0].startswith("c-"), "campaign first")
-            _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key").startswith("c:"),
-                  "the campaign to open")
-            body.send_keys("m")
-            _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#item .members li")) == 3, "3 campaign members")
-            driver.save_screenshot(str(PROJECT_ROOT / "docs" / "console.png"))
-            body.send_keys("C")
-            _wait(lambda: not any(i.startswith("c-") for i in _queue_ids(driver)), "the campaign to leave the queue")
-            campaign_ids = sorted(pid for pid in review if pid.startswith("c-"))
-        else:
-            driver.save_screenshot(str(PROJECT_ROOT / "docs" / "console.png"))
+        # order by campaign size (o), open the campaign (it is first), show members (m), confirm all (C)
+        body.send_keys("o")
+        _wait(lambda: _queue_ids(driver) and _queue_ids(driver)[0].startswith("c-"), "campaign first")
+        _wait(lambda: driver.execute_script("return document.querySelector('#item').dataset.key") == "c:" + campaign_id,
+              "the campaign to open")
+        body.send_keys("m")
+        _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#item .members li")) == 3, "3 campaign members")
+        driver.save_screenshot(str(PROJECT_ROOT / "docs" / "console.png"))
+        body.send_keys("C")
+        _wait(lambda: not any(i.startswith("c-") for i in _queue_ids(driver)), "the campaign to leave the queue")
+        campaign_ids = sorted(pid for pid, *_ in campaign_posts)
 
         # the stats panel counts them
         _wait(lambda: driver.find_element(By.CSS_SELECTOR, "[data-stat='decisions']").text
-              == str(2 if has_campaigns else 1), "decisions in the stats panel")
+              == "2", "decisions in the stats panel")
 
         # decision records on the topic
-        recs = consume_all(topics.bootstrap, decisions_topic, min_count=2 if has_campaigns else 1)
+        recs = consume_all(topics.bootstrap, decisions_topic, min_count=2)
         decided = [parse_decision(r.value) for r in recs]
         assert all(isinstance(d, Decision) for d in decided)
         first = decided[0]
-        assert first.ids == (ids[0],) and first.reviewer == "rv-a"
+        assert sorted(first.ids) == sorted(groups[camp[ids[0]]]) and first.reviewer == "rv-a"
         assert first.verdicts == {label: "reject" for label in top_record["labels"]}
-        assert first.model == top_record["model"] and first.reviews[0].id == ids[0]
-        if has_campaigns:
-            assert sorted(decided[1].ids) == campaign_ids
-            assert set(decided[1].verdicts.values()) == {"confirm"} and decided[1].campaign
+        assert first.model == top_record["model"] and {r.id for r in first.reviews} == set(first.ids)
+        assert sorted(decided[1].ids) == campaign_ids
+        assert set(decided[1].verdicts.values()) == {"confirm"} and decided[1].campaign == campaign_id
 
         # the second console never shows a decided item again after refresh
         driver.get(b.url)
         _wait(lambda: driver.execute_script("return document.body.dataset.ready"), "console B to load")
-        gone = set([ids[0]] + campaign_ids)
-        _wait(lambda: (q := _queue_ids(driver)) and not gone & set(q) and len(q) == expected_rows - 1 - bool(campaign_ids),
+        gone = set(first.ids) | set(campaign_ids)
+        _wait(lambda: (q := _queue_ids(driver)) and not gone & set(q) and len(q) == expected_rows - 2,
               "console B to drop the decided items")
         assert top_key
-        if not has_campaigns:
-            pytest.fail("the pipeline gave the reposted campaign no shared campaign id")
     finally:
         driver.quit()
         a.close()

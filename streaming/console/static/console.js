@@ -128,7 +128,7 @@ function renderItem() {
   if (!it) { box.append(el("p", { text: "Nothing selected." })); return; }
   box.dataset.key = it.key;
   const title = el("h2", { text: "post " + it.id });
-  if (it.count > 1) title.append(el("span", { cls: "count", text: "campaign ×" + it.count }));
+  if (it.count > 1) title.append(" ", el("span", { cls: "count", text: "campaign ×" + it.count }));
   box.append(title);
   box.append(segmentsNode(it.segments));
   const table = el("table", { cls: "scores" });
@@ -246,7 +246,7 @@ function onKey(e) {
   else if (k === "c" || k === "r" || k === "u") setVerdict({ c: "confirm", r: "reject", u: "unsure" }[k]);
   else if (k === "C" || k === "R" || k === "U") setAll({ C: "confirm", R: "reject", U: "unsure" }[k]);
   else if (k === "m") { S.showMembers = !S.showMembers; loadItem(); }
-  else if (k === "o") { const o = document.getElementById("order"); o.value = o.value === "score" ? "campaign" : "score"; S.sel = 0; loadQueue(); }
+  else if (k === "o") { const o = document.getElementById("order"); o.value = o.value === "score" ? "campaign" : "score"; S.rows = []; S.sel = 0; loadQueue(); }
   else if (k === "g") loadQueue();
   else if (k === "Escape") { S.pending = {}; S.cursor = 0; renderItem(); }
   else return;
@@ -261,7 +261,7 @@ async function init() {
   if (code !== 200) { status(body.error || "not authorised", true); return; }
   S.reviewer = new URLSearchParams(location.search).get("reviewer") || body.reviewer;
   for (const id of ["order", "f-label", "f-lang", "f-topic"]) {
-    document.getElementById(id).addEventListener("change", () => { S.sel = 0; loadQueue(); });
+    document.getElementById(id).addEventListener("change", () => { S.rows = []; S.sel = 0; loadQueue(); });
   }
   document.addEventListener("keydown", onKey);
   await loadQueue();
