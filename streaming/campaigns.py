@@ -26,15 +26,20 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections import OrderedDict
+import zlib
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 SHINGLE = 5
 NUM_PERM = 64
+MAX_COMPARE_PER_CAMPAIGN = 4
+# A campaign of thousands of reposts is recognised by its newest few: bounds query time and memory per campaign.
+MAX_INDEXED_PER_CAMPAIGN = 32
 _RT = re.compile(r"^\s*(rt|mt)\s+@\w+:?\s*", re.IGNORECASE)
 _URL = re.compile(r"(https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"@\w+")
@@ -68,7 +73,7 @@ def campaign_id_for(post_id: str) -> str:
 class _Entry:
     campaign: str
     ts_ms: int
-    minhash: MinHash
+    minhash: MinHash | None  # None once the post left the LSH index (its campaign has newer members there)
 
 
 class CampaignTracker:
@@ -83,14 +88,17 @@ class CampaignTracker:
         self.lsh = MinHashLSH(threshold=similarity, num_perm=num_perm)
         self.entries: OrderedDict[str, _Entry] = OrderedDict()  # post id -> entry, oldest first
         self.counts: dict[str, int] = {}  # campaign -> members assigned so far (running count)
-        self.live: dict[str, int] = {}  # campaign -> members still indexed (count is dropped at 0)
-        self._perm = MinHash(num_perm=num_perm)  # permutations computed once, shared by every MinHash
+        self.live: dict[str, int] = {}  # campaign -> members still in the window (count is dropped at 0)
+        self.indexed: dict[str, deque[str]] = {}  # campaign -> its members in the LSH index, oldest first
+        self._perm = MinHash(num_perm=num_perm, hashfunc=zlib.crc32)  # permutations computed once, then shared
 
     def _minhash(self, text: str) -> MinHash | None:
         sh = shingles(text)
         if not sh:
             return None
-        m = MinHash(num_perm=self.num_perm, permutations=self._perm.permutations, scheme=self._perm.scheme)
+        # crc32: deterministic across processes (a rebuilt index must hash like the live one) and C-fast
+        m = MinHash(num_perm=self.num_perm, permutations=self._perm.permutations, scheme=self._perm.scheme,
+                    hashfunc=zlib.crc32)
         m.update_batch(sh)
         return m
 
@@ -100,11 +108,16 @@ class CampaignTracker:
             if len(self.entries) < self.max_posts and now_ms - entry.ts_ms <= self.window_ms:
                 break
             self.entries.popitem(last=False)
-            self.lsh.remove(pid)
+            if entry.minhash is not None:
+                self.lsh.remove(pid)
+                indexed = self.indexed.get(entry.campaign)
+                if indexed is not None and pid in indexed:
+                    indexed.remove(pid)
             self.live[entry.campaign] -= 1
             if self.live[entry.campaign] <= 0:
                 del self.live[entry.campaign]
                 self.counts.pop(entry.campaign, None)
+                self.indexed.pop(entry.campaign, None)
 
     def assign(self, post_id: str, text: str, ts_ms: int) -> dict[str, Any]:
         """The ``campaign`` value for this flagged post's review record: ``{"id", "members"}``."""
@@ -116,9 +129,15 @@ class CampaignTracker:
         camp = None
         if m is not None:
             best = -1.0
+            tried: dict[str, int] = {}
             for cand in self.lsh.query(m):
                 entry = self.entries[cand]
-                sim = m.jaccard(entry.minhash)
+                assert entry.minhash is not None
+                # a big campaign answers the same for every member: a few comparisons per campaign bound the cost
+                if tried.get(entry.campaign, 0) >= MAX_COMPARE_PER_CAMPAIGN:
+                    continue
+                tried[entry.campaign] = tried.get(entry.campaign, 0) + 1
+                sim = float(np.count_nonzero(m.hashvalues == entry.minhash.hashvalues)) / self.num_perm
                 if sim >= self.similarity and (sim > best or (sim == best and entry.campaign < str(camp))):
                     best, camp = sim, entry.campaign
         camp = camp or campaign_id_for(post_id)
@@ -127,8 +146,14 @@ class CampaignTracker:
     def _add(self, post_id: str, camp: str, ts_ms: int, m: MinHash | None, members: int | None) -> dict[str, Any]:
         self.counts[camp] = max(self.counts.get(camp, 0) + 1, members or 0)
         if m is not None:
+            indexed = self.indexed.setdefault(camp, deque())
+            if len(indexed) >= MAX_INDEXED_PER_CAMPAIGN:  # keep the newest members as the campaign's signature
+                old = indexed.popleft()
+                self.lsh.remove(old)
+                self.entries[old].minhash = None
             self.entries[post_id] = _Entry(camp, ts_ms, m)
             self.lsh.insert(post_id, m)
+            indexed.append(post_id)
             self.live[camp] = self.live.get(camp, 0) + 1
         return {"id": camp, "members": self.counts[camp]}
 

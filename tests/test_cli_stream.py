@@ -203,7 +203,7 @@ def test_broker_command_starts_and_stops_cleanly():
 
 
 def test_demo_runs_end_to_end_and_exits_cleanly(linear_model_dir):
-    res = run_cli(["demo", "--model", str(linear_model_dir)], timeout_s=170)
+    res = run_cli(["demo", "--model", str(linear_model_dir), "--no-console"], timeout_s=170)
     out = res.stdout.decode()
     assert res.returncode == 0, res.stderr.decode()[-3000:]
     assert "=== flagged for review" in out and "=== summary ===" in out

@@ -230,3 +230,43 @@ def test_console_refuses_non_loopback_without_token(topics):
     res = run_cli(["console", "--console-host", "0.0.0.0"], env=topics.env())
     err = res.stderr.decode()
     assert res.returncode == 2 and "FLAGSTREAM_CONSOLE_TOKEN" in err and "Traceback" not in err, err
+
+
+def test_demo_ends_with_the_console_address_and_serves_decisions(linear_model_dir):
+    """``flagstream demo``: post -> review -> console -> decision on one embedded broker, then SIGTERM."""
+    import signal
+    import urllib.request
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+    env.update(FLAGSTREAM_CONSOLE_PORT="0", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "demo", "--model", str(linear_model_dir)],
+                            env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        lines = []
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline().decode()
+            assert line, (lines[-20:], proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "")
+            lines.append(line)
+            if line.startswith("review console at "):
+                break
+        assert "=== summary ===\n" in lines
+        url = lines[-1].split()[3]
+
+        def call(path: str, body: dict | None = None) -> dict:
+            req = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+
+        rows = _wait(lambda: call("/api/queue")["rows"], "the demo's flagged posts in the console")
+        item = call("/api/item?key=" + urllib.request.quote(rows[0]["key"]))
+        done = call("/api/decide", {"key": rows[0]["key"], "verdicts": {item["labels"][0]: "confirm"}})
+        assert rows[0]["id"] in done["ids"]
+        assert call("/api/stats")["decisions"] == 1
+        assert rows[0]["key"] not in [r["key"] for r in call("/api/queue")["rows"]]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, proc.stderr.read().decode()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()

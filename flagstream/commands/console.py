@@ -8,7 +8,13 @@ printed URL carries it in the fragment, which browsers never send to the server 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flagstream.config import Settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,29 +41,18 @@ def console_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
 
 
-def run(args: argparse.Namespace) -> int:
+def serve_console(settings: "Settings", reviewer: str, token: str | None, note: str = "Ctrl-C stops it") -> None:
+    """Serve the console until SIGINT/SIGTERM (used by ``flagstream console`` and ``flagstream demo``)."""
     import uvicorn
 
     from flagstream.errors import UserError
-    from flagstream.options import settings_from_args
     from streaming.broker import free_port
     from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
     from streaming.console.app import create_app, is_loopback
     from streaming.console.state import ReviewState
-    from streaming.logs import setup_logging
     from streaming.topics import ensure_topics
 
-    settings = settings_from_args(args)
-    setup_logging(settings.log_level, settings.log_format)
-    token = settings.console_token.get_secret_value() if settings.console_token is not None else None
     host = settings.console_host
-    if not is_loopback(host) and not token:
-        raise UserError(f"console_host {host} is not loopback: set FLAGSTREAM_CONSOLE_TOKEN to a reviewer token "
-                        "(at least 16 characters), or keep the default 127.0.0.1")
-    if token is not None and len(token) < 16:
-        raise UserError("FLAGSTREAM_CONSOLE_TOKEN is shorter than 16 characters; use a long random token")
-    if not args.reviewer.strip():
-        raise UserError("--reviewer must be a non-empty opaque id")
     port = settings.console_port or free_port(host if is_loopback(host) else "0.0.0.0")
     try:
         admin = retry_until("topics", lambda t: make_admin(settings, t), settings)
@@ -71,17 +66,50 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     state = ReviewState(settings, consumer, producer)
     state.start()
-    app = create_app(state, token=token, host=host, reviewer=args.reviewer)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                           lifespan="off"))
-    print(f"review console at {console_url(host, port, token)}  (Ctrl-C stops it)", flush=True)
+    app = create_app(state, token=token, host=host, reviewer=reviewer)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
     try:
-        server.run()
-    except SystemExit as exc:  # uvicorn exits when it cannot bind
-        raise UserError(f"cannot serve on {host}:{port} (port in use? try --console-port 0)") from None
-    finally:
+        config.load()
+        sock = config.bind_socket()  # bind first, so the address printed is one that answers
+    except (OSError, SystemExit):
         state.stop()
         consumer.close(autocommit=False)
         producer.close(timeout=10)
+        raise UserError(f"cannot serve on {host}:{port} (port in use? try --console-port 0)") from None
+    # Our own SIGINT/SIGTERM handling: uvicorn's re-raises the signal after its shutdown, which would end the
+    # process before the consumers, producer (and, in the demo, pipeline and broker) are closed.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    previous = {sig: signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"review console at {console_url(host, port, token)}  ({note})", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        state.stop()
+        consumer.close(autocommit=False)
+        producer.close(timeout=10)
+
+
+def run(args: argparse.Namespace) -> int:
+    from flagstream.errors import UserError
+    from flagstream.options import settings_from_args
+    from streaming.console.app import is_loopback
+    from streaming.logs import setup_logging
+
+    settings = settings_from_args(args)
+    setup_logging(settings.log_level, settings.log_format)
+    token = settings.console_token.get_secret_value() if settings.console_token is not None else None
+    host = settings.console_host
+    if not is_loopback(host) and not token:
+        raise UserError(f"console_host {host} is not loopback: set FLAGSTREAM_CONSOLE_TOKEN to a reviewer token "
+                        "(at least 16 characters), or keep the default 127.0.0.1")
+    if token is not None and len(token) < 16:
+        raise UserError("FLAGSTREAM_CONSOLE_TOKEN is shorter than 16 characters; use a long random token")
+    if not args.reviewer.strip():
+        raise UserError("--reviewer must be a non-empty opaque id")
+    serve_console(settings, args.reviewer, token)
     print("console stopped", file=sys.stderr, flush=True)
     return 0

@@ -2,7 +2,9 @@
 
 Starts the embedded broker, creates the topics, runs the pipeline in a background thread, publishes
 ``examples/sample_posts.jsonl``, waits until every published record has a verdict (scores topic) or a
-dead-letter record, prints the flagged posts from the review topic and a summary, stops everything.
+dead-letter record, prints the flagged posts from the review topic and a summary, then serves the review
+console on the same (in-memory) broker and ends with its address; Ctrl-C stops everything. With
+``--no-console`` it stops right after the summary.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ SAMPLE = PROJECT_ROOT / "examples" / "sample_posts.jsonl"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="embedded broker + pipeline + sample posts: show what gets flagged, then exit")
     p.add_argument("--file", default=str(SAMPLE), help=f"posts to publish (default {SAMPLE.relative_to(PROJECT_ROOT)})")
+    p.add_argument("--console", action=argparse.BooleanOptionalAction, default=True,
+                   help="after the summary, serve the review console until Ctrl-C (default); --no-console exits")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="give up if the posts are not all accounted for within SECONDS (default 120)")
     from flagstream.options import add_config_flags
 
     add_config_flags(p, "model", "thresholds", "batch_size", "batch_wait_ms", "topic_partitions", "max_text_chars",
-                     "log_level", "log_format")
+                     "console_port", "log_level", "log_format")
     p.set_defaults(func=run)
 
 
@@ -136,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         for d in sorted(dead, key=lambda d: d.source.offset):
             print(f"  - {d.source.topic}[{d.source.partition}]@{d.source.offset}: {d.error}: {d.reason}")
         print(f"done in {time.monotonic() - t_start:.1f}s")
+        if args.console:
+            _serve_console(settings)
     except KafkaError as exc:
         raise UserError(f"demo failed talking to the embedded broker: {type(exc).__name__}: {exc}") from None
     finally:
@@ -147,6 +153,25 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         raise errors[0]
     return 0
+
+
+def _serve_console(settings: "Settings") -> None:
+    """The review console on the demo's broker (the configured port, or a free one if it is taken)."""
+    import socket
+
+    from flagstream.commands.console import serve_console
+    from streaming.broker import free_port
+
+    port = settings.console_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((settings.console_host, port))
+        except OSError:
+            port = free_port(settings.console_host)
+    settings = settings.model_copy(update={"console_port": port, "console_host": "127.0.0.1"})
+    print(f"\nreview the flagged posts in a browser; decisions go to {settings.decisions_topic} "
+          "(the broker keeps them in memory until the demo stops)")
+    serve_console(settings, "demo-reviewer", None, note="Ctrl-C stops the demo")
 
 
 def _account(settings: "Settings") -> tuple[int, list[dict], list["DeadLetter"]]:
