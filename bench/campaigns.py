@@ -133,7 +133,7 @@ def main() -> int:
     ap.add_argument("--singletons", type=int, default=6000)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--similarity", default="0.4,0.5,0.6")
-    ap.add_argument("--model", default=str(ROOT / "models" / "flagstream-minilm"),
+    ap.add_argument("--model", default="",
                     help="model whose scorer CPU time per post the cost is expressed against ('' = use the recorded rate)")
     ap.add_argument("--memory-posts", type=int, default=20_000, help="posts indexed for the memory measurement")
     args = ap.parse_args()
@@ -165,7 +165,7 @@ def main() -> int:
                                            "true_pairs": tp, "us_per_post": round(dt / len(stream) * 1e6, 1)}
     # memory: index --memory-posts distinct posts (cycled with an id suffix so shingles differ)
     tracemalloc.start()
-    tracker = CampaignTracker(window_s=86_400, max_posts=100_000, similarity=0.5)
+    tracker = CampaignTracker(window_s=86_400, max_posts=100_000, similarity=0.4)
     base_mem = tracemalloc.get_traced_memory()[0]
     n = args.memory_posts
     for i in range(n):
@@ -173,12 +173,15 @@ def main() -> int:
     used = tracemalloc.get_traced_memory()[0] - base_mem
     tracemalloc.stop()
     per_post = used / n
-    results["memory"] = {"posts": n, "bytes_per_post": round(per_post), "at_max_posts_mb": round(per_post * 100_000 / 2**20, 1)}
-    us = results["thresholds"].get("0.5", next(iter(results["thresholds"].values())))["us_per_post"]
+    results["memory"] = {"posts": n, "bytes_per_post": round(per_post), "at_max_posts_mb": round(per_post * 100_000 / 2**20, 1),
+                         "at_default_20000_mb": round(per_post * 20_000 / 2**20, 1)}
+    us = results["thresholds"].get("0.4", next(iter(results["thresholds"].values())))["us_per_post"]
     scorer_us = scorer_cpu_us_per_post(Path(args.model), texts[:512]) if args.model else None
-    # the pipeline spends more than the scorer per post: end to end ran at 72% of the scorer (bench/RESULTS.md)
-    per_post_pipeline_us = scorer_us / 0.72 if scorer_us else 1e6 / PIPELINE_POSTS_PER_S
-    results["cost"] = {"scorer_cpu_us_per_post": scorer_us, "pipeline_us_per_post": round(per_post_pipeline_us),
+    # Reference: the recorded end-to-end rate on this 2-core machine (485 posts/s = 2 x 2062 us of CPU per post).
+    # The scorer's own CPU time measured here under a shared machine's load is shown, not used: torch's
+    # threads spin while waiting and inflate process CPU time many-fold when the cores are oversubscribed.
+    per_post_pipeline_us = 2 * 1e6 / PIPELINE_POSTS_PER_S
+    results["cost"] = {"scorer_cpu_us_per_post_measured": scorer_us, "pipeline_cpu_us_per_post": round(per_post_pipeline_us),
                        "assign_us_per_flagged_post": us,
                        "share_if_every_post_flagged": round(us / per_post_pipeline_us, 4),
                        "share_at_e2e_flag_rate": round(us * FLAGGED_SHARE_E2E / per_post_pipeline_us, 4)}
@@ -188,10 +191,10 @@ def main() -> int:
     for sim, row in results["thresholds"].items():
         print(f"  similarity {sim}: precision {row['precision']:.4f} recall {row['recall']:.4f} "
               f"({row['pred_pairs']} grouped pairs, {row['true_pairs']} true) {row['us_per_post']} us/post")
-    print(f"  memory: {results['memory']['bytes_per_post']} B/post -> {results['memory']['at_max_posts_mb']} MB at "
-          f"campaign_max_posts=100000")
+    print(f"  memory: {results['memory']['bytes_per_post']} B/post -> {results['memory']['at_default_20000_mb']} MB at "
+          f"campaign_max_posts=20000 (default), {results['memory']['at_max_posts_mb']} MB at 100000")
     c = results["cost"]
-    print(f"  cost (CPU; scorer {c['scorer_cpu_us_per_post']} us/post, pipeline ~{c['pipeline_us_per_post']} us/post; "
+    print(f"  cost (CPU; pipeline {c['pipeline_cpu_us_per_post']} us/post = 2 cores at {PIPELINE_POSTS_PER_S} posts/s; "
           f"load average {results['load_average']:.1f}): {100 * c['share_if_every_post_flagged']:.2f}% if every "
           f"post were flagged, {100 * c['share_at_e2e_flag_rate']:.2f}% at the e2e bench's flag rate")
     print("CAMPAIGNS_JSON " + json.dumps(results))

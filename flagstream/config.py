@@ -91,8 +91,8 @@ class Settings(BaseModel):
     campaigns_enabled: bool = True
     # --- campaigns (near-duplicate flagged posts share an id in the review record) -----
     campaign_window_s: float = Field(86_400.0, gt=0)
-    campaign_max_posts: int = Field(100_000, ge=100)  # memory bound: oldest flagged posts are forgotten first
-    campaign_similarity: float = Field(0.5, gt=0, le=1)  # estimated Jaccard over shingles to join a campaign
+    campaign_max_posts: int = Field(20_000, ge=100)  # memory bound: oldest flagged posts are forgotten first
+    campaign_similarity: float = Field(0.4, gt=0, le=1)  # estimated Jaccard over shingles to join a campaign
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"

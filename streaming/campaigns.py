@@ -79,7 +79,7 @@ class _Entry:
 class CampaignTracker:
     """Assigns campaign ids to flagged posts in arrival order (not thread-safe: one per pipeline loop)."""
 
-    def __init__(self, window_s: float = 86_400.0, max_posts: int = 100_000, similarity: float = 0.5,
+    def __init__(self, window_s: float = 86_400.0, max_posts: int = 20_000, similarity: float = 0.4,
                  num_perm: int = NUM_PERM) -> None:
         self.window_ms = int(window_s * 1000)
         self.max_posts = max_posts
