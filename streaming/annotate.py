@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from flagstream.config import Settings
 from streaming.campaigns import CampaignTracker, rebuild_from_topic, tracker_from_settings
 
 log = logging.getLogger(__name__)
+EXPLAIN_CACHE = 4096  # (text, labels) -> spans, least recently used dropped first
 
 
 class ReviewAnnotator:
@@ -27,6 +29,8 @@ class ReviewAnnotator:
         self.scorer = scorer
         self.tracker = tracker
         self.explain_spans = explain_spans
+        # Reposts repeat texts verbatim (a campaign, a redelivered batch): explain each (text, labels) once.
+        self.cache: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings, scorer: Scorer) -> "ReviewAnnotator":
@@ -48,10 +52,20 @@ class ReviewAnnotator:
             return out
         if self.explain_spans:
             try:
-                spans = explain(self.scorer, [f[1] for f in flagged], [list(f[3]) for f in flagged],
-                                base=[f[4] for f in flagged] if all(f[4] is not None for f in flagged) else None)
-                for (pid, *_), sp in zip(flagged, spans):
+                todo = [f for f in flagged if (f[1], tuple(f[3])) not in self.cache]
+                fresh: dict[tuple[str, tuple[str, ...]], Any] = {}
+                if todo:
+                    spans = explain(self.scorer, [f[1] for f in todo], [list(f[3]) for f in todo],
+                                    base=[f[4] for f in todo] if all(f[4] is not None for f in todo) else None)
+                    fresh = {(f[1], tuple(f[3])): sp for f, sp in zip(todo, spans)}
+                for pid, text, _ts, labels, _row in flagged:
+                    key = (text, tuple(labels))
+                    sp = fresh.get(key) or self.cache.get(key)
                     out[pid]["spans"] = sp
+                    self.cache[key] = sp
+                    self.cache.move_to_end(key)
+                while len(self.cache) > EXPLAIN_CACHE:
+                    self.cache.popitem(last=False)
             except Exception:  # noqa: BLE001 - an explanation is an aid; the flag itself must still go out
                 log.warning("explanation failed; review records go out without spans", exc_info=True)
         if self.tracker is not None:
