@@ -48,7 +48,7 @@ def _need_browser() -> None:
 class Console:
     """``flagstream console`` as a subprocess on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], log: Path, reviewer: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, reviewer: str, expect_url: bool = True) -> None:
         self.port = free_port()
         env = dict(env, FLAGSTREAM_CONSOLE_PORT=str(self.port))
         self.log = log
@@ -57,7 +57,8 @@ class Console:
         line = self.proc.stdout.readline().decode()
         assert "review console at" in line, (line, log.read_text())
         self.url = line.split("review console at ")[1].split()[0]
-        assert self.url == f"http://127.0.0.1:{self.port}/"
+        if expect_url:
+            assert self.url == f"http://127.0.0.1:{self.port}/"
 
     def close(self) -> None:
         self.proc.terminate()
@@ -270,3 +271,38 @@ def test_demo_ends_with_the_console_address_and_serves_decisions(linear_model_di
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_console_token_host_and_content_type_checks(topics, tmp_path):
+    """Bound beyond loopback the API needs the token; on loopback a foreign Host is refused; decisions are JSON only."""
+    import urllib.error
+    import urllib.request
+
+    def status(url: str, headers: dict | None = None, data: bytes | None = None) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}), timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    token = "t0k3n-" + "x" * 20
+    remote = Console(dict(topics.env(), FLAGSTREAM_CONSOLE_HOST="0.0.0.0", FLAGSTREAM_CONSOLE_TOKEN=token),
+                     tmp_path / "remote.log", "rv-r", expect_url=False)
+    local = Console(topics.env(), tmp_path / "local.log", "rv-l")
+    try:
+        base = f"http://127.0.0.1:{remote.port}"
+        assert remote.url.endswith(f"#token={token}")
+        assert status(base + "/api/queue") == 401
+        assert status(base + "/api/queue", {"X-Flagstream-Token": token[:-1] + "y"}) == 401
+        assert status(base + "/api/queue", {"X-Flagstream-Token": token}) == 200
+        assert status(base + "/") == 200  # the page itself holds no data
+        assert status(base + "/api/decide", {"X-Flagstream-Token": token, "Content-Type": "text/plain"},
+                      b'{"key": "p:x", "verdicts": {"propaganda": "reject"}}') == 415
+        assert status(base + "/api/decide", {"X-Flagstream-Token": token, "Content-Type": "application/json"},
+                      b'{"key": "p:none", "verdicts": {"propaganda": "reject"}}') == 409
+        assert status(local.url + "api/queue") == 200
+        assert status(local.url + "api/queue", {"Host": "evil.example:80"}) == 400
+        assert "t0k3n" not in (tmp_path / "remote.log").read_text()
+    finally:
+        remote.close()
+        local.close()
