@@ -13,7 +13,9 @@ unrelated posts.
 
 Bounded state: at most ``campaign_max_posts`` posts are indexed; older ones leave the index when the window
 (``campaign_window_s``, on Kafka record timestamps, so a replay groups like the live run) passes or the bound
-is reached, oldest first. A campaign's count stays with the campaign while any of its posts is indexed.
+is reached, oldest first; a campaign keeps only its newest 32 members in the LSH index (bounding query time
+and memory per campaign; measured ~6.4 KB per indexed post, bench/RESULTS.md). A campaign's count stays with
+the campaign while any of its posts is in the window.
 After a restart :meth:`CampaignTracker.rebuild` replays the review topic's records inside the window.
 
 Scope: the state is per process. Several pipeline processes in one group each see their own partitions'
