@@ -282,6 +282,13 @@ class Pipeline:
                                                               "bootstrap": s.bootstrap_servers})
         self.started.set()
 
+    def _annotate(self, flagged: list[Any]) -> dict[str, dict[str, Any]]:
+        """Campaign ids and spans for the flagged posts (issue 17); explaining calls the scorer, so with
+        overlap_scoring it runs on the scoring thread: the scorer is never used from two threads at once."""
+        if self._executor is not None:
+            return self._executor.submit(self.annotator.annotate, flagged).result()
+        return self.annotator.annotate(flagged)
+
     def _rebuild_annotator(self) -> None:
         """Replay the review topic into the campaign index (a consumer of its own, joining no group)."""
         s = self.settings
@@ -488,8 +495,8 @@ class Pipeline:
                         flush_timeout_s=s.request_timeout_ms / 1000, commit_timeout_ms=s.request_timeout_ms)
         now = schemas.now_iso()
         flagged_counts: Counter = Counter()
-        notes = self.annotator.annotate([(post.id, post.text, rec.timestamp, labels, [scores[k] for k in info.labels])
-                                         for rec, post, scores, labels in scored if labels])  # issue 17
+        notes = self._annotate([(post.id, post.text, rec.timestamp, labels, [scores[k] for k in info.labels])
+                                for rec, post, scores, labels in scored if labels])  # issue 17
         try:
             for rec, post, scores, labels in scored:
                 src = schemas.Source(rec.topic, rec.partition, rec.offset, rec.timestamp)
