@@ -60,7 +60,8 @@ same ``source`` coordinates, which is how a downstream reader can drop them.
 
 Layer: part of the leaf (docs/architecture.md). ``flagstream rescore`` (in ``classifier/``) parses archive
 rows with the same contract, so this module imports nothing of the project but the leaf.
-Size: ~410 lines, four topic contracts kept in one module on purpose: one place per contract.
+Size: ~580 lines, five topic contracts (posts, review, scores, dead-letter, decisions) kept in one module on
+purpose: one place per contract.
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def _serve_console(settings: "Settings") -> None:
     """The review console on the demo's broker (the configured port, or a free one if it is taken)."""
     import socket
 
-    from flagstream.commands.console import serve_console
+    from streaming.console.serve import serve_console
     from streaming.broker import free_port
 
     port = settings.console_port
