@@ -1,9 +1,10 @@
 """Judge a model directory beside the TF-IDF baseline: the library half of ``flagstream evaluate``.
 
 One function per way the command runs: :func:`assess` (held-out metrics, plots, optional LOSO, the
-report), :func:`loso_only` (leave-one-source-out alone, to ``loso.json``) and :func:`merge_loso` (attach
-an earlier ``loso.json`` to an existing report). The metrics, LOSO, plots and report themselves live in
-:mod:`classifier.evaluate`; this module only sequences them on one data split, so the CLI stays a
+report), :func:`loso_only` (leave-one-source-out alone, to ``loso.json``), :func:`merge_loso` (attach
+an earlier ``loso.json`` to an existing report) and :func:`functional` (the functional suite alone). The
+metrics (:mod:`classifier.evaluate`), LOSO (:mod:`classifier.loso`), plots, report, card and functional
+suite live in their own modules; this module only sequences them on one data split, so the CLI stays a
 mapping from flags to arguments.
 """
 
@@ -25,14 +26,14 @@ SEED = 13  # the baseline's and the --limit sample's seed; the split itself is S
 class LosoPlan:
     """How leave-one-source-out runs: which held-out sources, and how much training per fold."""
 
-    sources: Sequence[str] | None = None  # None = classifier.evaluate.LOSO_DEFAULT
+    sources: Sequence[str] | None = None  # None = classifier.loso.LOSO_DEFAULT
     steps: int = 400
     transformer: bool = True
     max_train: int = 20000
     target: float = 0.90
 
     def held_out(self) -> list[str]:
-        from classifier.evaluate import LOSO_DEFAULT
+        from classifier.loso import LOSO_DEFAULT
 
         return list(self.sources) if self.sources else list(LOSO_DEFAULT)
 
@@ -61,7 +62,8 @@ def loso_target(target_precision: str | None) -> float:
 
 def loso_only(ds: Any, out_dir: Path, plan: LosoPlan) -> Path:
     """Run LOSO alone on the corpus ``ds`` and write ``out_dir/loso.json``."""
-    from classifier.evaluate import jsonable, loso
+    from classifier.loso import loso
+    from classifier.report import jsonable
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lo = loso(ds, plan.held_out(), steps=plan.steps, target=plan.target, seed=SEED, transformer=plan.transformer,
@@ -80,8 +82,12 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
     the model directory's MODEL_CARD.md from this report.
     """
     from classifier.data import report, targets
-    from classifier.evaluate import (choose_thresholds, evaluate_split, fit_baseline, loso, model_card, plot_curves,
-                                     pool_loso, recall_matched_thresholds, trusted, write_report)
+    from classifier.card import model_card
+    from classifier.evaluate import choose_thresholds, evaluate_split, fit_baseline, recall_matched_thresholds, trusted
+    from classifier.functional.suite import run_suite, write_results
+    from classifier.loso import loso, pool_loso
+    from classifier.plots import plot_curves
+    from classifier.report import write_report
     from classifier.fit import parse_targets
     from classifier.labels import LABELS
     from classifier.manifest import read_manifest
@@ -126,6 +132,9 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
     if "validation" in manifest.extra:
         result["validation"] = {info.ref: manifest.extra["validation"]}
     out_dir.mkdir(parents=True, exist_ok=True)
+    functional_result = run_suite(scorer)  # a few hundred templated cases: seconds
+    write_results(out_dir, functional_result)
+    result["functional"] = {k: v for k, v in functional_result.items() if k != "cases"}
     result["plots"] = plot_curves(out_dir, test, {info.ref: p_model, "baseline": p_base}, thresholds)
     if loso_from:
         result["loso"] = pool_loso(json.loads(Path(loso_from).read_text(encoding="utf-8")))
@@ -143,8 +152,10 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
 
 def merge_loso(model_dir: Path, out_dir: Path, loso_json: Path, write_card: bool = False) -> Path:
     """Attach a separately computed loso.json to the report.json in ``out_dir``; rewrite report (and card)."""
-    from classifier.evaluate import model_card, pool_loso, write_report
+    from classifier.card import model_card
+    from classifier.loso import pool_loso
     from classifier.manifest import read_manifest
+    from classifier.report import write_report
 
     manifest = read_manifest(Path(model_dir))
     report_json = out_dir / "report.json"
@@ -156,3 +167,24 @@ def merge_loso(model_dir: Path, out_dir: Path, loso_json: Path, write_card: bool
     if write_card:
         (Path(model_dir) / "MODEL_CARD.md").write_text(model_card(manifest, result), encoding="utf-8")
     return md
+
+
+def functional(model_dir: Path, out_dir: Path, write_card: bool = False) -> tuple[dict[str, Any], Path, str | None]:
+    """The functional suite alone (no data needed): ``functional.md`` / ``functional.json`` in ``out_dir``.
+
+    ``write_card`` puts the table into the model card (see :func:`classifier.card.write_functional`).
+    Returns the result, the markdown path and what was done to the card.
+    """
+    from classifier.card import write_functional
+    from classifier.functional.suite import run_suite, write_results
+    from classifier.scoring import load_scorer
+
+    result = run_suite(load_scorer(model_dir))
+    md = write_results(out_dir, result)
+    said = None
+    if write_card:
+        try:
+            said = write_functional(Path(model_dir), result, out_dir / "report.json")
+        except FileNotFoundError as exc:
+            raise UserError(str(exc)) from None
+    return result, md, said

@@ -11,13 +11,11 @@ from typing import Any
 
 import numpy as np
 
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+from classifier.interface import probabilities
 
 
 def _nll(z: np.ndarray, y: np.ndarray, t: float) -> float:
-    p = np.clip(_sigmoid(z / t), 1e-7, 1 - 1e-7)
+    p = np.clip(probabilities(z, t), 1e-7, 1 - 1e-7)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
@@ -134,12 +132,12 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
     (a ``datasets.Dataset`` with trusted labels), plus the validation operating points."""
     from classifier.data import targets as targets_of
     from classifier.labels import LABELS
-    from classifier.train import predict_logits
+    from classifier.runtime import predict_logits
 
     y_val = targets_of(val)
     z_val = predict_logits(model, tokenizer, list(val["text"]), max_length, progress=progress)
     temps = [fit_temperature(z_val[:, j], y_val[:, j]) for j in range(len(LABELS))]
-    p_val = 1 / (1 + np.exp(-z_val / np.asarray(temps)))
+    p_val = probabilities(z_val, temps)
     thresholds, val_metrics = {}, {}
     for j, lab in enumerate(LABELS):
         thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], targets[lab])
@@ -147,7 +145,7 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
         val_metrics[lab] = {"threshold": thr, "precision": prec, "recall": rec, "temperature": temps[j],
                             "target_precision": targets[lab],
                             "ece": expected_calibration_error(p_val[:, j], y_val[:, j]),
-                            "ece_uncalibrated": expected_calibration_error(1 / (1 + np.exp(-z_val[:, j])), y_val[:, j]),
+                            "ece_uncalibrated": expected_calibration_error(probabilities(z_val[:, j]), y_val[:, j]),
                             "curve": operating_curve(p_val[:, j], y_val[:, j])}
     return temps, thresholds, val_metrics
 

@@ -18,7 +18,7 @@ import logging
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ def guess_lang(text: str, default: str = "en") -> str:
     scores = {lang: sum(w in stop for w in words) for lang, stop in _STOP.items()}
     best = max(scores, key=scores.get)  # type: ignore[arg-type]
     if scores[best] == 0 or (default in scores and scores[best] <= scores[default]):
-        return default if default in scores or not letters else default
+        return default
     return best
 
 
@@ -232,7 +232,3 @@ def report_markdown(rep: dict[str, Any]) -> str:
         lines.append(f"| {name} | {d['rows']} | {sp.get('train', 0)}/{sp.get('val', 0)}/{sp.get('test', 0)} | "
                      f"{pr.get('1', 0)}/{pr.get('0', 0)}/{pr.get('unknown', 0)} | {se.get('1', 0)}/{se.get('0', 0)}/{se.get('unknown', 0)} | {langs} |")
     return "\n".join(lines)
-
-
-def subset(ds: Any, idx: Sequence[int]) -> Any:
-    return ds.select(list(map(int, idx)))

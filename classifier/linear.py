@@ -18,10 +18,10 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from classifier.interface import ModelInfo, probabilities
 from classifier.labels import LABELS
 from classifier.manifest import ModelDirError, ModelManifest, write_manifest
 from classifier.normalize import normalize_text
-from classifier.scoring import ModelInfo
 
 WORD_PARAMS = dict(analyzer="word", ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True, lowercase=True)
 CHAR_PARAMS = dict(analyzer="char_wb", ngram_range=(2, 5), min_df=3, max_features=300_000, sublinear_tf=True, lowercase=True)
@@ -67,7 +67,7 @@ class LinearModel:
         if len(texts) == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         z = self.features(texts) @ self.coef.T + self.intercept
-        return (1.0 / (1.0 + np.exp(-np.asarray(z)))).astype(np.float32)
+        return probabilities(np.asarray(z)).astype(np.float32)
 
     # ---------------------------------------------------------------------------------
     def save(self, root: Path, name: str, version: str, thresholds: dict[str, float], extra: dict | None = None) -> ModelManifest:
@@ -102,7 +102,7 @@ class LinearModel:
 
 
 class LinearScorer:
-    """:class:`classifier.scoring.Scorer` over a :class:`LinearModel`."""
+    """:class:`classifier.interface.Scorer` over a :class:`LinearModel`."""
 
     def __init__(self, model: LinearModel, info: ModelInfo) -> None:
         self.model, self.info = model, info

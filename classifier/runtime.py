@@ -1,5 +1,9 @@
 """The CPU inference engine: texts in, logits out, as fast as this machine allows.
 
+It is the only one: the stream and rescoring (through :class:`~classifier.transformer.TransformerScorer`),
+calibration and evaluation (through :func:`predict_logits`) all run a model through
+:class:`InferenceEngine`, so temperatures and thresholds are fitted on the numbers that are served.
+
 Why it is not just ``model(**tokenizer(texts))``: posts are short and their lengths vary a lot, so a
 batch padded to its longest member wastes most of its FLOPs on padding. The engine tokenises once,
 sorts by length, cuts length-bucketed batches padded only to their own longest member, runs them under
@@ -13,6 +17,7 @@ AMX or AVX-512-BF16 and fp32 elsewhere; ``"fp32"`` is the reference every fast p
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -75,6 +80,10 @@ class InferenceEngine:
     with ``.logits``. ``batch_size`` bounds the posts per forward pass; batches are further capped at
     ``max_tokens`` padded tokens so a run of long posts cannot blow up activation memory, and cut
     where padding would cost more than an extra forward pass (see :meth:`_plan`).
+
+    ``inplace=True`` lets the engine convert the model's own weights (bf16, frozen): for a scorer that
+    owns its model. By default a lower-precision copy is made and the caller's model keeps its fp32,
+    trainable weights (a model that is still to be saved, or trained further).
     """
 
     def __init__(
@@ -89,6 +98,7 @@ class InferenceEngine:
         max_tokens: int | None = None,
         batch_overhead_tokens: int = 96,
         overlap: bool = True,
+        inplace: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -102,24 +112,25 @@ class InferenceEngine:
         self.precision = resolve_precision(precision)
         self.overlap = overlap
         self.pad_id = int(getattr(tokenizer, "pad_token_id", 0) or 0)
-        self.model = self._prepare(model, self.precision)
+        self.model = self._prepare(model, self.precision, inplace)
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flagstream-tok") if overlap else None
 
     # ------------------------------------------------------------------------------------
     @staticmethod
-    def _prepare(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    def _prepare(model: torch.nn.Module, precision: str, inplace: bool) -> torch.nn.Module:
         model = model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        if inplace:
+            for p in model.parameters():
+                p.requires_grad_(False)
         if precision == "bf16":
-            model = model.to(torch.bfloat16)
+            model = (model if inplace else copy.deepcopy(model)).to(torch.bfloat16)
         elif precision == "int8":
             # Dynamic int8 Linear layers (weights per-tensor int8, activations quantised per batch).
             # Measured, not default: see bench/RESULTS.md for its parity against fp32.
             import warnings
 
-            model = model.float()
+            model = model.float()  # quantize_dynamic below returns a copy
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "quantize_per_tensor is deprecated"
                 model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -218,8 +229,9 @@ class InferenceEngine:
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits, float32 ``(len(texts), num_labels)``, in input order."""
         n = len(texts)
-        num_labels = int(getattr(getattr(self.model, "config", None), "num_labels", 0) or 0)
         if n == 0:
+            head = getattr(self.model, "head", None)  # MultiLabelEncoder; HF classifiers carry config.num_labels
+            num_labels = int(getattr(head, "out_features", 0) or getattr(getattr(self.model, "config", None), "num_labels", 0) or 0)
             return np.zeros((0, num_labels), dtype=np.float32)
         # Sorting within a chunk of a few batches keeps padding low while letting the
         # tokeniser thread work one chunk ahead of the model.
@@ -233,6 +245,26 @@ class InferenceEngine:
                 out[batch.index] = res
         assert out is not None
         return out
+
+
+def predict_logits(model: torch.nn.Module, tokenizer, texts: Sequence[str], max_length: int, *,
+                   precision: str = "auto", progress: bool = False, **engine_options) -> np.ndarray:
+    """Raw logits of already-normalised texts through :class:`InferenceEngine` (calibration, evaluation, LOSO).
+
+    The same engine, precision rule and batching as the served scorer, without taking the model over:
+    the caller's weights stay as they are (see ``inplace``). ``progress`` shows a bar over chunks.
+    """
+    eng = InferenceEngine(model, tokenizer, max_length=max_length, precision=precision, **engine_options)
+    try:
+        chunk = eng.batch_size * 16
+        if not progress or len(texts) <= chunk:
+            return eng.logits(texts)
+        from tqdm.auto import tqdm
+
+        parts = [eng.logits(texts[s:s + chunk]) for s in tqdm(range(0, len(texts), chunk), desc="score", unit="chunk")]
+        return np.concatenate(parts, axis=0)
+    finally:
+        eng.close()
 
 
 def default_threads() -> int:

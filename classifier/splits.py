@@ -40,11 +40,6 @@ def split_column(sources: Sequence[str], groups: Sequence[str], seed: int = SPLI
     return [assign_split(s, g, seed, fractions) for s, g in zip(sources, groups)]
 
 
-def split_indices(splits: Sequence[str]) -> dict[str, np.ndarray]:
-    arr = np.asarray(splits)
-    return {name: np.flatnonzero(arr == name) for name in SPLITS}
-
-
 def leave_one_source_out(sources: Sequence[str], splits: Sequence[str],
                          holdouts: Sequence[str] | None = None) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     """Yield ``(held_out_source, train_idx, val_idx, test_idx)``.

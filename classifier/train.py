@@ -273,19 +273,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         optim.setdefault(int(pid), {}).update(vals)
     return {"model": model, "optimizer": {"state": optim, "param_groups": json.loads(meta["param_groups"])},
             "scheduler": json.loads(meta["scheduler"]), "step": int(meta["step"]), "torch_rng": rng}
-
-
-def predict_logits(model: nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int = 128,
-                   progress: bool = False) -> np.ndarray:
-    """Raw logits for already-normalised texts (evaluation helper; inference goes through the scorer)."""
-    from classifier.transformer import TorchEngine
-
-    model.eval()
-    eng = TorchEngine(model, tokenizer, max_length=max_length, batch_size=batch_size)
-    if not progress or len(texts) <= batch_size * 4:
-        return eng.logits(texts)
-    from tqdm.auto import tqdm
-
-    chunk = batch_size * 8
-    parts = [eng.logits(texts[s:s + chunk]) for s in tqdm(range(0, len(texts), chunk), desc="score", unit="chunk")]
-    return np.concatenate(parts, axis=0)

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from classifier.interface import ModelInfo, probabilities
 from classifier.manifest import ModelDirError, ModelManifest
 from classifier.normalize import normalize_text
-from classifier.scoring import ModelInfo
+from classifier.runtime import InferenceEngine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -139,69 +140,20 @@ def load_model(manifest: ModelManifest):
     return model, tokenizer
 
 
-def apply_temperature(logits: np.ndarray, temperatures: Sequence[float]) -> np.ndarray:
-    """Per-label temperature scaling, then sigmoid: calibrated probabilities."""
-    t = np.asarray(temperatures, dtype=np.float32).reshape(1, -1)
-    z = np.asarray(logits, dtype=np.float32) / t
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
-
-
-class TorchEngine:
-    """Plain-torch inference, the fallback when :mod:`classifier.runtime` is unavailable.
-
-    Same contract as ``classifier.runtime.InferenceEngine``: ``logits(texts) -> float32 (n, labels)`` in
-    input order; batches are formed over length-sorted texts to waste little padding.
-    """
-
-    def __init__(self, model: nn.Module, tokenizer: Any, *, max_length: int, precision: str = "auto",
-                 batch_size: int = 64, threads: int = 0) -> None:
-        self.model, self.tokenizer = model, tokenizer
-        self.max_length, self.batch_size = max_length, batch_size
-        self.bf16 = precision in ("auto", "bf16") and _has_fast_bf16()
-        if threads:
-            torch.set_num_threads(threads)
-
-    @torch.inference_mode()
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        n = len(texts)
-        out = np.zeros((n, self.model.head.out_features), dtype=np.float32)
-        order = sorted(range(n), key=lambda i: len(texts[i]))
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            enc = self.tokenizer([texts[i] for i in idx], truncation=True, max_length=self.max_length,
-                                 padding=True, return_tensors="pt")
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-                z = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-            out[idx] = z.float().numpy()
-        return out
-
-
-def _has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def make_engine(model: nn.Module, tokenizer: Any, *, max_length: int, **opts: Any):
-    """The speed helper's engine when importable and working, else :class:`TorchEngine`."""
-    try:
-        from classifier.runtime import InferenceEngine
-    except ImportError:
-        return TorchEngine(model, tokenizer, max_length=max_length, **opts)
-    return InferenceEngine(model, tokenizer, max_length=max_length, **opts)
-
-
 class TransformerScorer:
-    """:class:`classifier.scoring.Scorer` over the fine-tuned transformer."""
+    """:class:`classifier.interface.Scorer` over the fine-tuned transformer.
+
+    Normalises the texts (as training did), runs them through the one :class:`InferenceEngine`
+    (which owns the model from here on: ``inplace``), and turns logits into probabilities with the
+    model's fitted temperatures (:func:`classifier.interface.probabilities`).
+    """
 
     def __init__(self, model: nn.Module, tokenizer: Any, info: ModelInfo, *, max_length: int,
                  temperatures: Sequence[float], **opts: Any) -> None:
-        self.model, self.tokenizer, self.info = model, tokenizer, info
+        self.info = info
         self.max_length = max_length
         self.temperatures = list(temperatures)
-        self.engine = make_engine(model, tokenizer, max_length=max_length, **opts)
+        self.engine = InferenceEngine(model, tokenizer, max_length=max_length, inplace=True, **opts)
 
     @classmethod
     def load(cls, manifest: ModelManifest, info: ModelInfo, **opts: Any) -> "TransformerScorer":
@@ -217,7 +169,7 @@ class TransformerScorer:
         return self.engine.logits([normalize_text(t) for t in texts])
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
-        return apply_temperature(self.logits(texts), self.temperatures)
+        return probabilities(self.logits(texts), self.temperatures).astype(np.float32)
 
 
 def config_hash(obj: Any) -> str:

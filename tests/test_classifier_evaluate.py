@@ -9,7 +9,10 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from classifier.evaluate import evaluate_split, loso, markdown_report, plot_curves, write_report  # noqa: E402
+from classifier.evaluate import evaluate_split  # noqa: E402
+from classifier.loso import loso, loso_f1_difference  # noqa: E402
+from classifier.plots import plot_curves  # noqa: E402
+from classifier.report import markdown_report, verdict, write_report  # noqa: E402
 
 
 def _corpus(n_per: int = 40) -> "datasets.Dataset":
@@ -61,8 +64,6 @@ def test_loso_baseline_and_report_files(tmp_path):
     md = write_report(tmp_path, result)
     text = md.read_text()
     assert "Leave-one-source-out" in text and "| osact2022 |" in text and "best-F1 thr" in text
-    from classifier.evaluate import verdict
-
     both = {**result, "loso": {**lo, "transformer": lo["baseline"]}}  # the verdict compares the two
     assert any("best-F1 thresholds" in line for line in verdict(both))
     data = json.loads((tmp_path / "report.json").read_text())
@@ -86,8 +87,6 @@ def _fold(rng, n: int, t_hits: int, b_hits: int) -> dict:
 
 
 def test_loso_f1_difference_is_paired_and_says_when_a_gap_is_noise():
-    from classifier.evaluate import loso_f1_difference
-
     rng = np.random.default_rng(1)
     clear = loso_f1_difference({"folds": {"a": _fold(rng, 1000, 60, 20), "b": _fold(rng, 1000, 50, 10)}}, resamples=500)
     d = clear["sectarian"]["target"]

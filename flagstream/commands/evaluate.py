@@ -3,7 +3,8 @@
 Per label, per source and per language: precision, recall, F1, PR-AUC, false-positive rate on hard
 negatives and on Arabic negatives, ECE; PR-curve and calibration PNGs; leave-one-source-out for the
 transformer (a shorter schedule, ``--loso-steps``) and the baseline. Writes ``report.md`` and
-``report.json`` under ``--output``. The work is :mod:`classifier.assess`; this module maps flags and prints.
+``report.json`` under ``--output``. ``--functional`` runs only the functional test suite (templated cases,
+no data needed). The work is :mod:`classifier.assess`; this module maps flags and prints.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge-loso", type=Path, default=None,
                    help="only add this loso.json to the report.json already in --output and rewrite report/card (no scoring)")
     p.add_argument("--write-card", action="store_true", help="(re)write MODEL_CARD.md in the model directory from this report")
+    p.add_argument("--functional", action="store_true",
+                   help="run only the functional test suite (per-functionality pass rates in en/ar/fr/de; no data needed)")
     p.add_argument("--limit", type=int, default=0, help="evaluate on at most N test rows (smoke runs)")
     p.set_defaults(func=run)
 
@@ -57,6 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if args.merge_loso:
         md = assess.merge_loso(model_dir, out_dir, args.merge_loso, write_card=args.write_card)
         print(f"report: {md}")
+        return 0
+    if args.functional:
+        from classifier.functional.suite import markdown_summary
+
+        functional, md, card = assess.functional(model_dir, out_dir, write_card=args.write_card)
+        print(markdown_summary(functional))
+        if card:
+            print(card)
+        print(f"functional suite: {md} (+ functional.json)")
         return 0
     plan = assess.LosoPlan(
         sources=args.loso_sources.split(",") if args.loso_sources else None, steps=args.loso_steps,
