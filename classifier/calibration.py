@@ -3,6 +3,9 @@
 Per-label temperature scaling (one scalar per label, fitted by NLL on validation logits) turns raw
 logits into probabilities whose confidence means something (reported as expected calibration
 error); thresholds are then chosen on the calibrated validation scores for a target precision.
+The logits come from the same engine the stream serves with (:func:`classifier.runtime.predict_logits`)
+and become probabilities through the same formula (:func:`classifier.interface.probabilities`), so a
+threshold picked here means the same on a served score.
 """
 
 from __future__ import annotations

@@ -96,3 +96,47 @@ def test_loso_f1_difference_is_paired_and_says_when_a_gap_is_noise():
     close = loso_f1_difference({"folds": {"a": _fold(rng, 1000, 21, 20)}}, resamples=500)["propaganda"]["f1thr"]
     assert close["ci95"][0] < 0 < close["ci95"][1]  # one post apart: the interval straddles zero
     assert loso_f1_difference({"folds": {"a": {"y": np.zeros((3, 2))}}}) == {}  # no probabilities: nothing claimed
+
+
+def test_model_card_from_the_template_has_the_shipped_cards_structure():
+    """The template reproduces the committed 1.4.0 card's sections, in order, filled with the manifest's numbers."""
+    from pathlib import Path
+
+    from classifier.card import model_card
+    from classifier.manifest import read_manifest
+
+    model = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm"
+    if not (model / "manifest.json").exists():
+        pytest.skip("default model not committed")
+    manifest = read_manifest(model, verify=False)
+    ds = _corpus()
+    test = ds.filter(lambda s: s == "test", input_columns="split")
+    probs = np.random.default_rng(0).uniform(size=(len(test), 2)).astype(np.float32)
+    thr = {"propaganda": 0.5, "sectarian": 0.6}
+    lo = loso(ds, ["latent_hatred", "osact2022"], steps=0, target=0.9, transformer=False, progress=False)
+    ref = manifest.name + "@" + manifest.version
+    result = {"model": ref, "target_precision": manifest.extra["target_precision"],
+              "heldout": {ref: evaluate_split(test, probs, thr), "baseline": evaluate_split(test, probs * 0.9, thr)},
+              "loso": {**lo, "transformer": lo["baseline"], "steps": 1000},
+              "validation": {ref: manifest.extra["validation"]}, "candidates_md": "| a |\n|---|\n| 1 |"}
+    card = model_card(manifest, result)
+    shipped = (model / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+    def headings(text):
+        return [ln for ln in text.splitlines() if ln.startswith("#") and not ln.startswith("## Functional")]
+
+    assert headings(card) == headings(shipped)
+    assert "${" not in card and "\n\n\n" not in card
+    # Measured values come from the manifest and the repository, as in the shipped card.
+    for line in ("- Data hash `ebe5f4ec02c9`, config hash `cd87cd228e2a`, normaliser v1.",
+                 "| sectarian | 0.908 | 0.90 | 0.906 | 0.406 | 1.47 | 0.0533 | 0.0499 |",
+                 "| propaganda | 0.70 | 0.814 | 0.705 | 0.307 |"):
+        assert line in card and line in shipped
+    assert "Only 22% of them are propaganda by the guide" in card and "weigh 3x in training" in card
+    assert "## Functional tests" not in card
+    functional = {"model": ref, "per_functionality": {"threat": {"en": [1, 2], "all": [1, 2]}},
+                  "per_language": {"en": [1, 2], "all": [1, 2]}, "any_flag_per_language": {"en": [1, 2]},
+                  "expect": {"threat": {"propaganda": 1}}}
+    with_functional = model_card(manifest, {**result, "functional": functional})
+    assert with_functional.index("## Functional tests") < with_functional.index("## Known failure modes")
+    assert "| threat | propaganda flag | 0.50 (1/2) | 0.50 (1/2) |" in with_functional

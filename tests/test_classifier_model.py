@@ -80,3 +80,48 @@ def test_threshold_override_applies(tmp_path):
     assert s.info.thresholds["propaganda"] == 0.99
     manifest = json.loads((MODEL / "manifest.json").read_text())
     assert s.info.thresholds["sectarian"] == manifest["thresholds"]["sectarian"]
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "flagstream-minilm-1.4.0-sample-scores.json"
+
+
+def _sample_posts() -> dict[str, str]:
+    """The valid posts of examples/sample_posts.jsonl (the file also holds malformed lines for the stream's DLQ)."""
+    posts = {}
+    for line in (MODEL.parent.parent / "examples" / "sample_posts.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            d = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("text"), str):
+            posts[d["id"]] = d["text"]
+    return posts
+
+
+def test_shipped_model_scores_match_the_recorded_scores():
+    """Scores recorded before the two engines were merged into one: same flags, same probabilities (fp32)."""
+    ref = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    posts = _sample_posts()
+    s = load_scorer(MODEL, precision="fp32")
+    probs = s.score([posts[r["id"]] for r in ref["rows"]])
+    expected = np.array([r["scores"] for r in ref["rows"]], dtype=np.float64)
+    from classifier.scoring import flagged_labels
+
+    assert [flagged_labels(p, s.info) for p in probs] == [r["flags"] for r in ref["rows"]]
+    assert sum(bool(r["flags"]) for r in ref["rows"]) >= 5  # the sample has flagged posts, not only clean ones
+    assert float(np.abs(probs - expected).max()) < 1e-5  # recorded at 7 decimals
+
+
+def test_calibration_and_serving_run_the_same_engine_and_formula(scorer):
+    """What calibration fits temperatures on (predict_logits) is what the stream serves (scorer.score)."""
+    from classifier.interface import probabilities
+    from classifier.normalize import normalize_text
+    from classifier.runtime import predict_logits
+    from classifier.transformer import load_model
+
+    texts = list(_sample_posts().values())
+    model, tok = load_model(read_manifest(MODEL))
+    z = predict_logits(model, tok, [normalize_text(t) for t in texts], scorer.max_length, precision=scorer.engine.precision)
+    np.testing.assert_allclose(z, scorer.logits(texts), atol=1e-4)
+    np.testing.assert_allclose(probabilities(z, scorer.temperatures), scorer.score(texts), atol=1e-4)
+    assert all(p.requires_grad for p in model.encoder.encoder.parameters())  # the caller's model is not taken over

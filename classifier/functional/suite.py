@@ -34,14 +34,17 @@ def run_suite(scorer: Scorer, cases: list[dict[str, Any]] | None = None) -> dict
         wrong = sorted(lab for lab, want in judged.items() if (lab in flags) != bool(want))
         rows.append({"id": case["id"], "functionality": case["functionality"], "lang": case["lang"],
                      "expect": judged, "scores": {lab: round(float(v), 4) for lab, v in zip(info.labels, p)},
-                     "passed": not wrong, "wrong": wrong})
+                     "flagged": sorted(flags), "passed": not wrong, "wrong": wrong})
     return {"model": info.ref, "thresholds": dict(info.thresholds), "cases": rows, **summarise(rows)}
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{functionality: {lang: [passed, n]}}`` plus totals per functionality and per language."""
+    """``{functionality: {lang: [passed, n]}}``, totals per functionality and per language, and per language
+    how many cases got any flag at all (a model that flags nothing in a language passes every must-not-flag
+    case there without telling anything apart)."""
     table: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     per_lang: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    any_flag: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     expect: dict[str, dict[str, int]] = {}
     for r in rows:
         for key in (r["lang"], "all"):
@@ -52,9 +55,11 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         per_lang[r["lang"]][1] += 1
         per_lang["all"][0] += int(r["passed"])
         per_lang["all"][1] += 1
+        any_flag[r["lang"]][0] += int(bool(r["flagged"]))
+        any_flag[r["lang"]][1] += 1
         expect[r["functionality"]] = r["expect"]
     return {"per_functionality": {f: dict(v) for f, v in table.items()}, "per_language": dict(per_lang),
-            "expect": expect}
+            "any_flag_per_language": dict(any_flag), "expect": expect}
 
 
 def _cell(pair: list[int] | None) -> str:
@@ -81,6 +86,11 @@ def markdown_summary(result: dict[str, Any]) -> str:
                      + " | ".join(_cell(cells.get(lg)) for lg in langs) + f" | {_cell(cells.get('all'))} |")
     lines.append("| **all** | | " + " | ".join(_cell(result["per_language"].get(lg)) for lg in langs)
                  + f" | {_cell(result['per_language'].get('all'))} |")
+    flagged = result.get("any_flag_per_language", {})
+    lines += ["", "Cases with any flag at all, per language: " + ", ".join(
+        f"{lg} {flagged[lg][0]}/{flagged[lg][1]}" for lg in langs if lg in flagged)
+        + " (where a model flags almost nothing, its must-not-flag passes are no evidence that it tells reporting "
+          "from propaganda)."]
     return "\n".join(lines)
 
 
