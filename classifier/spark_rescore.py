@@ -282,6 +282,7 @@ def spark_session(master: str | None, block_rows: int, app_name: str = "flagstre
         builder = builder.config("spark.ui.enabled", "false").config("spark.pyspark.python", sys.executable)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO lines are connection chatter
     return spark
 
 
@@ -328,14 +329,15 @@ def rescore_spark(
     keep_text: bool = False,
     limits: Limits = Limits(),
     fmt: str | None = None,
-    fail_first_attempt: bool | None = None,
+    fail_first_attempt: str | None = None,
     spark=None,
 ) -> SparkRun:
     """Score every row of ``input_path`` into the Parquet directory ``output_path`` on Spark.
 
     ``spark`` reuses a session (tests); otherwise one is started on ``master`` and stopped at the end.
-    ``fail_first_attempt`` (default: env ``FLAGSTREAM_SPARK_FAIL_FIRST_ATTEMPT=1``) makes every task's
-    first attempt fail after writing part of its output, to prove a retry changes nothing.
+    ``fail_first_attempt`` (default: env ``FLAGSTREAM_SPARK_FAIL_FIRST_ATTEMPT``), ``"1"`` or a directory
+    (where each failing task leaves a mark), makes every task's first attempt fail after it has
+    produced part of its output, to prove that a retried task changes nothing.
     """
     from classifier.manifest import MANIFEST_NAME, read_manifest
     from classifier.scoring import info_from_manifest
@@ -349,17 +351,21 @@ def rescore_spark(
     spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=sha256_bytes(model_dir / MANIFEST_NAME),
                      thresholds=tuple(sorted((thresholds or {}).items())), precision=precision, batch_size=batch_size)
     if fail_first_attempt is None:
-        fail_first_attempt = os.environ.get(FAIL_FIRST_ATTEMPT_ENV) == "1"
+        fail_first_attempt = os.environ.get(FAIL_FIRST_ATTEMPT_ENV) or None
 
     started = time.perf_counter()
-    own = spark is None
-    if own:
-        spark = spark_session(master, block_rows)
+    own = False
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()  # embedded in a notebook or a test: use it, leave it running
+        if spark is None:
+            spark, own = spark_session(master, block_rows), True
     sc = spark.sparkContext
     try:
         startup = time.perf_counter() - started
         _ship(sc, model_dir)
-        sc.setLocalProperty(FAIL_FIRST_ATTEMPT_PROPERTY, "1" if fail_first_attempt else "0")
+        sc.setLocalProperty(FAIL_FIRST_ATTEMPT_PROPERTY, str(fail_first_attempt) if fail_first_attempt else "0")
         try:
             df = _read_input(spark, input_path, fmt, keep_text)
         except RescoreError:
