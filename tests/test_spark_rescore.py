@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifier.rescore import rescore_file
+from classifier.rescore_rows import Limits
 from classifier.scoring import load_scorer
 from flagstream.cli import main
 from flagstream.config import load_settings
@@ -73,8 +74,9 @@ def _rows(path: Path) -> list[dict]:
 
 
 def _key(r: dict) -> tuple:
+    """What must be equal between the engines: id, verdict (or error class and reason), model."""
     scores = tuple(round(v, 6) for v in (r.get("scores") or {}).values())
-    return (str(r.get("id")), r.get("error"), tuple(r.get("labels") or ()), scores, r.get("model"))
+    return (str(r.get("id")), r.get("error"), r.get("reason"), tuple(r.get("labels") or ()), scores, r.get("model"))
 
 
 # ------------------------------------------------------------------------------------------
@@ -102,6 +104,7 @@ def test_real_rows_same_ids_labels_scores_as_local_path(tmp_path, spark):
     for r in remote:
         ref = local[r["id"]]
         assert r["error"] == ref["error"] and r["model"] == ref["model"] == scorer.info.ref
+        assert r["row"] == ref["row"]  # the row's index in the input file, as the local path numbers it
         if ref["error"]:
             continue
         for lab, p in r["scores"].items():
@@ -125,21 +128,26 @@ def test_hostile_corpus_same_error_rows_as_local_path(tmp_path, spark, linear_mo
         json.dumps({"id": "dup", "text": PROPAGANDA_TEXT}).encode(), b'{"id": "utf8", "text": "caf\xe9 \xff fighters"}',
         json.dumps({"id": "surrogate", "text": "\ud800 x"}).encode(), b'{"id": 7, "text": "numeric id"}',
         json.dumps({"id": "late", "text": BENIGN_TEXT, "labels": ["forged"], "new_col": {"a": [1, 2]}}).encode(),
-        b"   ", b"{\"id\": \"torn\", \"text\": \"cut",
+        b"   ", b"{\"id\": \"torn\", \"text\": \"cut", b'{"id": "big", "text": "' + b"y" * 30_000 + b'"}',
+        b'{"id": "inf", "text": "numbers", "n": 1e400}', b'{"text": "no id at all"}',
     )
     bom = b'\xef\xbb\xbf{"id": "bom", "text": "after the byte order mark that opens the file"}\n'
     src = _write_jsonl(tmp_path / "hostile.jsonl", good, hostile, first=bom)
     local_out = tmp_path / "local.jsonl"
-    rescore_file(load_scorer(linear_model_dir), src, local_out, max_text_chars=400)
-    run = rescore_spark(linear_model_dir, str(src), str(tmp_path / "spark.parquet"), max_text_chars=400, spark=spark)
+    rescore_file(load_scorer(linear_model_dir), src, local_out, max_text_chars=400, max_message_bytes=20_000)
+    run = rescore_spark(linear_model_dir, str(src), str(tmp_path / "spark.parquet"),
+                        limits=Limits(max_text_chars=400, max_message_bytes=20_000), spark=spark)
     local, remote = _rows(local_out), _rows(tmp_path / "spark.parquet")
-    assert sorted(map(_key, remote)) == sorted(map(_key, local))
+    assert sorted(map(_key, remote)) == sorted(map(_key, local))  # same rows, same verdicts, same reasons
     errors = Counter(r["error"] for r in remote if r["error"])
-    assert errors == {"not_json": 2, "not_object": 2, "invalid_text": 3, "missing_text": 1, "text_too_long": 1}
+    assert errors == Counter(r["error"] for r in local if r.get("error"))
+    # Every hostile line is an error row but the blank one (not a row) and dup, dup, late (valid posts).
+    assert len(errors) >= 7 and sum(errors.values()) == len(hostile) - 4, errors
     assert run.summary.errors == sum(errors.values()) and run.summary.rows == len(local)
-    # A column first seen late is kept (the local path keeps only its first block's columns).
+    assert run.summary.error_classes == dict(errors)
+    # Input fields named like the product's own are nested under extra, never posing as a verdict.
     late = next(r for r in remote if r["id"] == "late")
-    assert json.loads(late["new_col"]) == {"a": [1, 2]} and late["labels"] != ["forged"]
+    assert json.loads(late["extra"]) == {"labels": ["forged"], "new_col": {"a": [1, 2]}} and late["labels"] == []
 
 
 def test_deeply_nested_line_is_an_error_row_not_a_failed_job(tmp_path, spark, linear_model_dir):
@@ -236,6 +244,7 @@ def test_cli_engine_spark_and_its_usage_errors(tmp_path, spark, linear_model_dir
         (["rescore", str(tmp_path / "nope.parquet"), "--output", str(tmp_path / "o2"), "--engine", "spark"],
          "does not exist"),
         (["rescore", str(src), "--output", str(tmp_path / "o3"), "--engine", "spark", "--resume"], "--resume"),
+        (["rescore", str(src), "--output", str(tmp_path / "o5"), "--engine", "spark", "--shard", "1/2"], "--shard"),
         (["rescore", str(src), "--output", str(tmp_path / "o4.jsonl"), "--master", "local[2]"], "--engine spark only"),
     ]
     for argv, message in cases:
@@ -243,6 +252,3 @@ def test_cli_engine_spark_and_its_usage_errors(tmp_path, spark, linear_model_dir
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert (foreign / "notes.txt").read_text(encoding="utf-8") == "keep me"
-    with pytest.raises(SystemExit) as exc:  # --shard is gone: Spark splits the work
-        main(["rescore", str(src), "--output", str(tmp_path / "o5.jsonl"), "--shard", "1/2"])
-    assert exc.value.code == 2
