@@ -106,9 +106,9 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
     from pyspark.sql.functions import pandas_udf
 
     from classifier.manifest import MANIFEST_NAME
-    from classifier.rescore import InputRow
-    from classifier.spark_rescore import (ModelSpec, _ship, _spark_output_schema, executor_scorer, rescore_spark,
-                                          score_rows, sha256_bytes, spark_session)
+    from classifier.rescore_rows import InputRow, Limits
+    from classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows, sha256_bytes,
+                                          spark_output_schema, spark_session)
 
     spark = spark_session(master, 4096)
     try:
@@ -122,7 +122,7 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
         _ship(spark.sparkContext, model)
         spec = ModelSpec(model.name, sha256_bytes(model / MANIFEST_NAME))
         df = spark.read.parquet(str(src)).repartition(2 * spark.sparkContext.defaultParallelism)
-        schema = _spark_output_schema(df, "parquet", (), ("propaganda", "sectarian"), False)
+        schema = spark_output_schema(("propaganda", "sectarian"), False)
         cols = [f.name for f in schema.fields]
 
         @pandas_udf(schema)
@@ -130,8 +130,8 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
             import pandas as pd
 
             recs = [{k: (None if v is None or v != v else v) for k, v in r.items()} for r in batch.to_dict("records")]
-            out = score_rows(executor_scorer(spec, 1), [InputRow(-1, r) for r in recs], keep_text=False,
-                             max_text_chars=10_000)
+            out = score_rows(executor_scorer(spec, 1), [InputRow(i, r) for i, r in enumerate(recs)],
+                             keep_text=False, limits=Limits())
             return pd.DataFrame(out, columns=cols)
 
         t = time.perf_counter()
