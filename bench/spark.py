@@ -163,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     small = write_archive(args.work / f"archive-{args.startup_rows}.parquet", args.startup_rows)
     print(f"start-up: {args.startup_rows} rows", file=sys.stderr)
     res["startup"] = engines(args.model, small, args.work / "startup", args.master, args.threads)
+    print("startup " + json.dumps(res["startup"]), file=sys.stderr, flush=True)
     big = write_archive(args.work / f"archive-{args.rows}.parquet", args.rows)
     print(f"throughput: {args.rows} rows", file=sys.stderr)
     res["run"] = engines(args.model, big, args.work / "run", args.master, args.threads)
+    print("run " + json.dumps(res["run"]), file=sys.stderr, flush=True)
     if args.udf_rows:
         print(f"transport: {args.udf_rows} rows", file=sys.stderr)
         res["udf"] = udf_compare(args.model, write_archive(args.work / f"archive-{args.udf_rows}.parquet",
