@@ -10,23 +10,13 @@
 Each step is one small unit in its own module; this one wires them and keeps the books (stats,
 metrics, health). Every step runs in turn on the loop's thread.
 
-Guarantees and how they are kept:
-
-- At-least-once: offsets are committed by :class:`~streaming.checkpoint.Checkpoint`, the only committer,
-  and only after every output of the batch is acknowledged (idempotent producer, ``acks=all``). Killed
-  anywhere, a consumer re-reads at most its one uncommitted batch; duplicates carry the post id as key.
-  ``exactly_once``: outputs and offsets in one transaction, transactional id stable per ``instance_id``.
-- Rebalances: every batch is committed before the next ``poll()``, so a rebalance (run by kafka-python
-  inside ``poll()``) can only find buffered records uncommitted; :class:`~streaming.batching.Batcher`
-  drops those of revoked partitions for their next owner and rewinds partitions it gets back.
-- SIGTERM/SIGINT (:meth:`Pipeline.request_stop`): stop polling, finish the buffered batch, flush, commit,
-  leave the group (``consumer.close``), exit 0.
-- Poison input never stops the loop: every record is scored or dead-lettered with its error class; an
-  output that can't be produced for good is dead-lettered as ``output_too_large`` and the partition moves
-  on. A model that fails on most posts opens the breaker (nothing committed, not ready, retried).
-- Broker unreachable at start: retries until ``startup_timeout_s``, then one line and a non-zero exit. Lost
-  mid-run: the loop keeps polling, a failed checkpoint rewinds with a bounded backoff (not ready until the
-  next success), and when the broker answers again topics are ensured and the producer replaced.
+How each guarantee is kept (README "Guarantees", docs/faults.md): every batch is committed by the
+:class:`~streaming.checkpoint.Checkpoint` (the only committer) after all its outputs are acknowledged and
+before the next ``poll()``, so a crash re-reads at most one batch and a rebalance finds only buffered records
+(:mod:`streaming.batching`); SIGTERM finishes the buffered batch, commits and leaves the group; an output
+that can never be produced is dead-lettered (``output_too_large``); a model failing on most posts opens the
+breaker; a failed checkpoint rewinds with a bounded backoff; a broker that comes back gets its topics
+re-ensured, a new producer, and the partitions restart from their committed offsets.
 """
 
 from __future__ import annotations
@@ -110,9 +100,7 @@ class Pipeline:
     def producer(self) -> Any:
         return self.clients.producer
 
-    # ------------------------------------------------------------------------------------------
-    # lifecycle
-    # ------------------------------------------------------------------------------------------
+    # --- lifecycle ---
     def request_stop(self, reason: str = "stop requested") -> None:
         if not self._stop.is_set():
             self.exit_reason = reason
@@ -202,9 +190,7 @@ class Pipeline:
                 self.books.sync_rebalance(self.batcher)
             log.info("pipeline stopped", extra={"reason": self.exit_reason or "stopped", **self.stats.as_dict()})
 
-    # ------------------------------------------------------------------------------------------
-    # one batch: parse -> score -> (breaker) -> route -> checkpoint
-    # ------------------------------------------------------------------------------------------
+    # --- one batch: parse -> score -> (breaker) -> route -> checkpoint ---
     def _process(self, records: list[Any]) -> None:
         s = self.settings
         assert self.scorer is not None
@@ -354,9 +340,7 @@ class Pipeline:
         for tp in tps:
             self._retry_commit.pop(tp, None)
 
-    # ------------------------------------------------------------------------------------------
-    # periodic work, health
-    # ------------------------------------------------------------------------------------------
+    # --- periodic work, health ---
     def _tick(self) -> None:
         assert self.consumer is not None and self.batcher is not None
         gm = self.consumer.group_metadata()
