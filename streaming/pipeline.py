@@ -361,8 +361,7 @@ class Pipeline:
         now = time.monotonic()
         if now - self._last_lag_update >= 1.0:
             self._last_lag_update = now
-            lag_total = self.books.update_lag(self.consumer, self.batcher)
-            self._progress.maybe_log(self.stats, lag_total)
+            self._progress.maybe_log(self.stats, self.books.update_lag(self.consumer, self.batcher))
 
     def _on_broker_change(self, reachable: bool) -> None:
         was = self.health.broker_reachable
