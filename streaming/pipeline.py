@@ -45,7 +45,7 @@ from streaming.checkpoint import (
     CheckpointProduceFailed,
     CheckpointRecordsRejected,
 )
-from streaming.clients import BrokerUnavailable, make_consumer, retry_until
+from streaming.clients import BrokerUnavailable
 from streaming.health import BrokerProbe, Health, HealthServer
 from streaming.metrics import PipelineMetrics
 from streaming.progress import ProgressLog
@@ -143,8 +143,8 @@ class Pipeline:
             self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None,
                                       manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
-        self.router = Router(s, info.thresholds, info.as_dict())
         self.annotator = ReviewAnnotator.from_settings(s, self.scorer)  # issue 17: campaign + spans
+        self.router = Router(s, info.thresholds, info.as_dict(), self.annotator, info.labels)
         self.health.model_loaded = True
         self.metrics.set_model(info)
         if s.metrics_port:
@@ -157,12 +157,7 @@ class Pipeline:
         self.probe.start()
         try:
             self.clients.connect()
-            reader = retry_until("review reader", lambda t: make_consumer(s, t, group_id=None), s,
-                                 should_stop=self._stop.is_set)
-            try:  # issue 17: the campaign index, replayed from the review topic
-                self.annotator.rebuild(s, reader)
-            finally:
-                reader.close(autocommit=False)
+            self.clients.replay_review(self.annotator)  # issue 17: the campaign index
         except BrokerUnavailable as exc:
             if self._stop.is_set():
                 raise _StoppedDuringStartup() from None
@@ -204,7 +199,8 @@ class Pipeline:
             return
         if not self.breaker.open:
             self._breaker_backoff.reset()
-            self._set_scoring_ok(True)
+            self.health.scoring_ok = True
+            self.metrics.breaker_open.set(0)
         self._deliver(batch)
 
     def _hold(self, batch: Batch) -> None:
@@ -213,13 +209,10 @@ class Pipeline:
             self.stats.breaker_trips = self.breaker.trips
             self.metrics.breaker_trips.inc()
         self.stats.breaker_holds += 1
-        self._set_scoring_ok(False)
+        self.health.scoring_ok = False
+        self.metrics.breaker_open.set(1)
         self.clients.rewind(batch.records)
         self._stop.wait(self._breaker_backoff.failed())
-
-    def _set_scoring_ok(self, ok: bool) -> None:
-        self.health.scoring_ok = ok
-        self.metrics.breaker_open.set(0 if ok else 1)
 
     def _checkpoint(self) -> Checkpoint:
         s = self.settings
@@ -234,10 +227,7 @@ class Pipeline:
             cp = self._checkpoint()
             cp.carry(self._retry_commit)  # offsets of an earlier batch whose commit timed out
             try:
-                labels = self.scorer.info.labels  # type: ignore[union-attr]
-                self.router.route(batch, cp, self.annotator.annotate([
-                    (v.post.id, v.post.text, rec.timestamp, list(v.labels), [v.scores[k] for k in labels])
-                    for rec, v in batch.verdicts if v.flagged]))
+                self.router.route(batch, cp)
                 committed = self._commit(cp, batch)
             except CheckpointRecordsRejected as exc:  # exactly_once: aborted; redo with those dead-lettered
                 self._refused(exc)

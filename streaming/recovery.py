@@ -84,6 +84,15 @@ class Clients:
         self.consumer = retry_until("consumer", lambda t: make_consumer(s, t), s, should_stop=self._stop.is_set)
         self.producer = retry_until("producer", self._build_producer, s, should_stop=self._stop.is_set)
 
+    def replay_review(self, annotator: Any) -> None:
+        """Replay the review topic into the annotator's campaign index (a reader joining no group)."""
+        reader = retry_until("review reader", lambda t: make_consumer(self.s, t, group_id=None), self.s,
+                             should_stop=self._stop.is_set)
+        try:
+            annotator.rebuild(self.s, reader)
+        finally:
+            reader.close(autocommit=False)
+
     def ensure_topics(self, timeout_s: float) -> list[str]:
         admin = make_admin(self.s, timeout_s)
         try:

@@ -11,7 +11,7 @@ back as :class:`~streaming.checkpoint.CheckpointRecordsRejected` naming the inpu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streaming import schemas
@@ -28,9 +28,11 @@ def source_of(rec: Any) -> schemas.Source:
 class Router:
     """Knows the output topics and the model; :meth:`route` fills one checkpoint from one batch."""
 
-    def __init__(self, settings: Any, thresholds: Mapping[str, float], model: Mapping[str, str]) -> None:
+    def __init__(self, settings: Any, thresholds: Mapping[str, float], model: Mapping[str, str],
+                 annotator: Any = None, labels: Sequence[str] = ()) -> None:
         self.s = settings
         self.thresholds, self.model = thresholds, model
+        self.annotator, self.labels = annotator, tuple(labels)  # review annotations (streaming.annotate)
 
     def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
         """Produce every output of ``batch`` and store its offsets; returns the flagged counts per label.
@@ -38,6 +40,10 @@ class Router:
         ``notes``: review annotations per post id (campaign, spans: :mod:`streaming.annotate`).
         """
         s = self.s
+        if notes is None and self.annotator is not None:
+            notes = self.annotator.annotate([(v.post.id, v.post.text, rec.timestamp, list(v.labels),
+                                              [v.scores[k] for k in self.labels])
+                                             for rec, v in batch.verdicts if v.flagged])
         notes = notes or {}
         now = schemas.now_iso()
         flagged: Counter = Counter()
