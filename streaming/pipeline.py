@@ -7,8 +7,7 @@
           ▲                                                                                        │
           └───────────── a failed checkpoint rewinds to the batch, with backoff (streaming.recovery) ┘
 
-Each step is one small unit in its own module; this one wires them and keeps the books (stats,
-metrics, health). Every step runs in turn on the loop's thread.
+Each step is a small unit in its own module; this one wires them, in turn, on the loop's thread.
 
 How each guarantee is kept (README "Guarantees", docs/faults.md): every batch is committed by the
 :class:`~streaming.checkpoint.Checkpoint` (the only committer) after all its outputs are acknowledged and
