@@ -195,7 +195,4 @@ def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: floa
         if "error" in tp:
             return {"throughput": tp}
         lat = measure_latency(broker.bootstrap, model_dir, texts, tp["posts_per_s"] / 2.0, latency_seconds, env)
-    # the opt-in mode that scores batch N while N-1 is produced and committed (overlap_scoring: true)
-    with EmbeddedBroker() as broker:
-        overlap = measure_throughput(broker.bootstrap, model_dir, texts, n, {**env, "FLAGSTREAM_OVERLAP_SCORING": "true"})
-    return {"throughput": tp, "latency_at_half_load": lat, "throughput_overlap": overlap}
+    return {"throughput": tp, "latency_at_half_load": lat}

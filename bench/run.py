@@ -332,12 +332,6 @@ def fmt_table(res: dict) -> str:
         else:
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
                          f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone")
-            ov = e.get("throughput_overlap", {})
-            if "posts_per_s" in ov:
-                lines.append(f"            with overlap_scoring (opt-in) {ov['posts_per_s']} posts/s "
-                             f"= {100 * res['e2e_overlap_fraction_of_scorer']:.0f}% of the scorer alone")
-            elif "error" in ov:
-                lines.append(f"            with overlap_scoring: error: {ov['error']}")
             if "error" in lat:
                 lines.append(f"            latency: error: {lat['error']}")
             elif lat:
@@ -456,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
 
             log("end to end: flagstream stream through the embedded broker")
             res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads)
-        for key, run in (("e2e_fraction_of_scorer", "throughput"), ("e2e_overlap_fraction_of_scorer", "throughput_overlap")):
+        for key, run in (("e2e_fraction_of_scorer", "throughput"),):
             tp = res["e2e"].get(run, {})
             if "posts_per_s" in tp:
                 scorer_pps = res["model"]["flagstream"][res["model"]["default_precision"]]["posts_per_s"]

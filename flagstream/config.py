@@ -52,6 +52,7 @@ class Settings(BaseModel):
     replication_factor: int = Field(1, ge=1)
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     exactly_once: bool = False
+    instance_id: str | None = None  # stable per member (e.g. pod name): exactly_once's transactional id
 
     # --- consumer group timing ---------------------------------------------------------
     session_timeout_ms: int = Field(10_000, ge=1000)
@@ -73,7 +74,6 @@ class Settings(BaseModel):
     model_manifest_sha256: str | None = None
     thresholds: dict[str, float] | None = None
     scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
-    overlap_scoring: bool = False  # opt-in: score batch N on a worker thread while N-1 is produced and committed
 
     # --- operations --------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"

@@ -1,10 +1,11 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` for ``flagstream stream`` on ``metrics_host:metrics_port``.
 
 - ``/healthz``: 200 ``ok`` while the process runs (liveness: restart me only if this fails).
-- ``/readyz``: 200 when all three checks pass, else 503; the body is JSON naming each check:
+- ``/readyz``: 200 when all five checks pass, else 503; the body is JSON naming each check:
   ``group_joined`` (the consumer is a member of a stable group generation), ``model_loaded``,
-  ``broker_reachable`` (a TCP connection to a bootstrap server succeeded in the last probe, see
-  :class:`BrokerProbe`: kafka-python exposes no connection state to read).
+  ``broker_reachable`` (the background TCP probe of the bootstrap servers, :class:`BrokerProbe`, got an
+  answer), ``delivering`` (the last checkpoint delivered its outputs; a rewound one clears it until the next success), and
+  ``scoring`` (the failure-rate breaker is closed: the model scores most posts).
 - ``/metrics``: the Prometheus text exposition of :class:`streaming.metrics.PipelineMetrics`.
 
 The server is a daemon thread with a threading HTTP server from the standard library; it only reads
@@ -34,15 +35,20 @@ class Health:
     group_joined: bool = False
     model_loaded: bool = False
     broker_reachable: bool = False
+    delivering: bool = True
+    scoring_ok: bool = True
     detail: dict[str, str] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return self.group_joined and self.model_loaded and self.broker_reachable
+        return (self.group_joined and self.model_loaded and self.broker_reachable and self.delivering
+                and self.scoring_ok)
 
     def as_dict(self) -> dict[str, object]:
         return {"ready": self.ready, "checks": {"group_joined": self.group_joined, "model_loaded": self.model_loaded,
-                                                "broker_reachable": self.broker_reachable}, **self.detail}
+                                                "broker_reachable": self.broker_reachable,
+                                                "delivering": self.delivering, "scoring": self.scoring_ok},
+                **self.detail}
 
 
 class HealthServer:

@@ -16,6 +16,13 @@ flagstream_end_to_end_latency_seconds          histogram Kafka record timestamp 
 flagstream_consumer_lag{topic,partition}       gauge     fetch high-watermark minus position, per assigned partition
 flagstream_commits_total                       counter   successful offset commits
 flagstream_commit_failures_total{error}        counter   failed checkpoints, per exception class
+flagstream_checkpoint_consecutive_failures     gauge     checkpoints rewound in a row (0 after a success)
+flagstream_checkpoint_retry_backoff_seconds    gauge     wait before the rewound batch is retried (<= 30 s)
+flagstream_scoring_breaker_open                gauge     1 while the model fails on most posts (nothing committed)
+flagstream_scoring_breaker_trips_total         counter   times the scoring breaker opened
+flagstream_rebalance_dropped_records_total     counter   buffered records of revoked partitions left to their next owner
+flagstream_rebalance_rewound_partitions_total  counter   partitions given back and sought to their dropped records
+flagstream_buffered_records                    gauge     records polled and not yet processed
 flagstream_ready                               gauge     1 when /readyz would answer 200
 flagstream_broker_reachable                    gauge     1 while the broker answers
 flagstream_model_info{name,version,kind}       info      the model in use
@@ -32,6 +39,7 @@ if hasattr(prometheus_client, "disable_created_metrics"):
     prometheus_client.disable_created_metrics()
 
 from classifier.scoring import ModelInfo
+from streaming.checkpoint import METRIC_ERROR_NAMES
 from streaming.schemas import ERROR_CLASSES
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -63,13 +71,23 @@ class PipelineMetrics:
         self.commits = Counter("flagstream_commits", "Successful offset commits", registry=r)
         self.commit_failures = Counter("flagstream_commit_failures", "Failed checkpoints, per exception class",
                                        ["error"], registry=r)
+        self.consecutive_failures = Gauge("flagstream_checkpoint_consecutive_failures",
+                                          "Checkpoints rewound in a row", registry=r)
+        self.retry_backoff = Gauge("flagstream_checkpoint_retry_backoff_seconds",
+                                   "Wait before a rewound batch is retried", registry=r)
+        self.breaker_open = Gauge("flagstream_scoring_breaker_open", "1 while the scoring breaker is open", registry=r)
+        self.breaker_trips = Counter("flagstream_scoring_breaker_trips", "Times the scoring breaker opened", registry=r)
+        self.rebalance_dropped = Counter("flagstream_rebalance_dropped_records",
+                                         "Buffered records of revoked partitions, left to their next owner", registry=r)
+        self.rebalance_rewound = Counter("flagstream_rebalance_rewound_partitions",
+                                         "Partitions given back and sought to their dropped records", registry=r)
+        self.buffered = Gauge("flagstream_buffered_records", "Records polled and not yet processed", registry=r)
         self.ready = Gauge("flagstream_ready", "1 when the pipeline is ready (see /readyz)", registry=r)
         self.broker_reachable = Gauge("flagstream_broker_reachable", "1 while the broker answers", registry=r)
         self.model_info = Info("flagstream_model", "The model in use", registry=r)
         for reason in ERROR_CLASSES:  # export zeros, so dashboards and alerts see every series from the start
             self.dead_lettered.labels(reason=reason)
-        for error in ("CheckpointProducerTimeout", "CheckpointProduceFailed", "CheckpointCommitFailed",
-                      "CheckpointCommitTimeout", "CheckpointTransactionFailed"):
+        for error in METRIC_ERROR_NAMES:
             self.commit_failures.labels(error=error)
 
     def set_model(self, info: ModelInfo) -> None:

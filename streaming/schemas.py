@@ -107,6 +107,7 @@ ERROR_CLASSES: dict[str, str] = {
     "text_too_long": "text is longer than max_text_chars",
     "invalid_field": "an optional field (lang, author, created_at, url, meta) has the wrong type",
     "scoring_failed": "the model raised an error on this post's text",
+    "output_too_large": "the post's review record cannot fit max_message_bytes, or the broker refused it for good",
     # decisions topic (read by the review console; see the decisions section below)
     "invalid_decision": "a decisions-topic record breaks the decision contract (docs/messages.md)",
 }
@@ -331,6 +332,51 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
         if annotations and annotations.get(key) is not None:
             body[key] = annotations[key]
     return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(REVIEW_SCHEMA))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The model's decision on one valid post: the review and scores records are built from it."""
+
+    post: Post
+    scores: Mapping[str, float]  # label -> probability, rounded for output
+    labels: tuple[str, ...]  # flagged labels, in label order (empty = not flagged)
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.labels)
+
+
+# Passthrough groups a review record sheds, in this order, when it would exceed max_message_bytes.
+_SHEDDABLE = (("extra", "meta"), ("lang", "author", "created_at", "url"))
+
+
+def bounded_review_record(verdict: Verdict, source: Source, thresholds: Mapping[str, float],
+                          model: Mapping[str, str], max_bytes: int, flagged_at: str | None = None,
+                          annotations: Mapping[str, Any] | None = None) -> OutRecord | None:
+    """:func:`review_record`, made to fit ``max_bytes``; None when even the bare record can't.
+
+    Passthrough fields re-encode larger than they came in (``1e15`` becomes ``1000000000000000.0``), so
+    a valid post can yield a review record over the limit. Then ``extra`` and ``meta`` are dropped, then
+    the other optional fields; the body's ``dropped_fields`` and the ``flagstream.dropped_fields`` header
+    name what was dropped. None (nothing fits: id + text + scores alone are too large) means the caller
+    dead-letters the post as ``output_too_large``.
+    """
+    post, dropped = verdict.post, []
+    at = flagged_at or now_iso()
+    for group in ((), *_SHEDDABLE):
+        dropped += [name for name in group if name in post.optional or (name == "extra" and post.extra)]
+        slim = Post(post.id, post.text, {k: v for k, v in post.optional.items() if k not in dropped},
+                    {} if "extra" in dropped else post.extra)
+        rec = review_record(slim, source, verdict.scores, verdict.labels, thresholds, model, at, annotations)
+        if dropped:
+            body = json.loads(rec.value)
+            body["dropped_fields"] = dropped
+            rec = OutRecord(rec.key, _dumps(body), rec.headers + [(HEADER_PREFIX + "dropped_fields",
+                                                                    ",".join(dropped).encode())])
+        if len(rec.value) <= max_bytes:
+            return rec
+    return None
 
 
 def scores_record(post: Post, source: Source, scores: Mapping[str, float], labels: Sequence[str],
@@ -569,7 +615,8 @@ def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
 
 __all__ = [
     "ERROR_CLASSES", "OPTIONAL_FIELDS", "MAX_ID_CHARS", "Post", "Rejection", "Source", "OutRecord", "DeadLetter",
-    "parse_post", "decode_json_object", "post_from_object", "review_record", "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
+    "Verdict", "parse_post", "decode_json_object", "post_from_object", "review_record", "bounded_review_record",
+    "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
     "iso_from_ms", "now_iso", "one_line",
     "DECISION_SCHEMA", "VERDICTS", "Decision", "ReviewRef", "decision_record", "parse_decision",
 ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from stream_helpers import PROPAGANDA_TEXT, SECTARIAN_TEXT, PipelineThread, consume_all, produce, post_bytes
+from tests.support.kafka import post_bytes, produce, read_all
+from tests.support.model import PROPAGANDA_TEXT, SECTARIAN_TEXT
+from tests.support.process import PipelineThread
 
 from streaming.campaigns import CampaignTracker, campaign_id_for, normalise
 
@@ -51,17 +53,17 @@ def test_pipeline_campaigns_survive_a_restart(topics):
     produce(topics.bootstrap, topics.posts, [(pid.encode(), post_bytes(pid, text)) for pid, text in first])
     runner = PipelineThread(settings)
     try:
-        consume_all(topics.bootstrap, topics.scores, min_count=3, timeout_s=90)
+        read_all(topics.bootstrap, topics.scores, min_count=3, timeout_s=90)
     finally:
         runner.stop()
     # a new process: its campaign index comes from the review topic
     produce(topics.bootstrap, topics.posts, [(b"r-3", post_bytes("r-3", BASE.replace("join", "rally to")))])
     runner = PipelineThread(settings)
     try:
-        consume_all(topics.bootstrap, topics.scores, min_count=4, timeout_s=90)
+        read_all(topics.bootstrap, topics.scores, min_count=4, timeout_s=90)
     finally:
         runner.stop()
-    review = {json.loads(r.value)["id"]: json.loads(r.value) for r in consume_all(topics.bootstrap, topics.review)}
+    review = {json.loads(r.value)["id"]: json.loads(r.value) for r in read_all(topics.bootstrap, topics.review)}
     camps = {pid: r["campaign"] for pid, r in review.items()}
     assert camps["r-1"]["id"] == camps["r-2"]["id"] == camps["r-3"]["id"] != camps["s-1"]["id"]
     assert sorted(c["members"] for pid, c in camps.items() if pid.startswith("r-")) == [1, 2, 3]

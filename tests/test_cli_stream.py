@@ -9,17 +9,11 @@ import sys
 import time
 
 import pytest
-from stream_helpers import (
-    BENIGN_TEXT,
-    PROJECT_ROOT,
-    PROPAGANDA_TEXT,
-    SECTARIAN_TEXT,
-    consume_all,
-    metric_value,
-    produce_posts,
-    run_cli,
-    wait_accounted,
-)
+
+from tests.support.audit import wait_accounted
+from tests.support.kafka import metric_value, produce_posts, read_all
+from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from tests.support.process import ROOT, run_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -83,11 +77,12 @@ def test_metrics_and_health_endpoints(topics, stream_proc):
     code, body = proc.get("/readyz")
     ready = json.loads(body)
     assert code == 200 and ready["ready"] is True
-    assert ready["checks"] == {"group_joined": True, "model_loaded": True, "broker_reachable": True}
+    assert ready["checks"] == {"group_joined": True, "model_loaded": True, "broker_reachable": True,
+                               "delivering": True, "scoring": True}
     posts = [(f"m{i}", PROPAGANDA_TEXT if i % 4 == 0 else SECTARIAN_TEXT if i % 4 == 1 else BENIGN_TEXT)
              for i in range(40)]
     produce_posts(topics.bootstrap, topics.posts, posts)
-    from stream_helpers import produce
+    from tests.support.kafka import produce
 
     produce(topics.bootstrap, topics.posts, [(b"bad", b"not json"), (b"bad2", b'{"id": "x"}')])
     wait_accounted(topics, expected_offsets=42, timeout_s=60)
@@ -153,9 +148,9 @@ def test_produce_and_review_commands(topics, tmp_path):
     csv = tmp_path / "posts.csv"
     csv.write_text("id,text,lang\nc1,hello there,en\n", encoding="utf-8")
     assert run_cli(["produce", str(csv)], env=env).returncode == 0
-    got = consume_all(topics.bootstrap, topics.posts, min_count=5)
+    got = read_all(topics.bootstrap, topics.posts, min_count=5)
     assert sorted(r.key for r in got if r.key) == [b"c1", b"r0", b"r1", b"r2"]
-    from stream_helpers import PipelineThread
+    from tests.support.process import PipelineThread
 
     runner = PipelineThread(topics.settings())
     try:
@@ -171,7 +166,7 @@ def test_produce_and_review_commands(topics, tmp_path):
     res = run_cli(["review", "--json", "--max", "1"], env=env)
     assert res.returncode == 0 and len(res.stdout.decode().strip().splitlines()) == 1
     # --follow keeps running until stopped
-    follow = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "review", "--follow"], cwd=PROJECT_ROOT,
+    follow = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "review", "--follow"], cwd=ROOT,
                               env={**env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(4)
     assert follow.poll() is None
@@ -181,7 +176,7 @@ def test_produce_and_review_commands(topics, tmp_path):
 
 
 def test_broker_command_starts_and_stops_cleanly():
-    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "broker", "--port", "0"], cwd=PROJECT_ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "broker", "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

@@ -16,16 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from stream_helpers import (
-    BENIGN_TEXT,
-    PROJECT_ROOT,
-    PROPAGANDA_TEXT,
-    SECTARIAN_TEXT,
-    PipelineThread,
-    consume_all,
-    produce,
-    post_bytes,
-)
+from tests.support.kafka import post_bytes, produce, read_all
+from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from tests.support.process import PipelineThread, ROOT as PROJECT_ROOT
 
 from streaming.broker import free_port
 from streaming.schemas import Decision, parse_decision
@@ -128,10 +121,10 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
             [(pid.encode(), post_bytes(pid, text, lang=lang)) for pid, text, lang in posts + campaign_posts])
     runner = PipelineThread(topics.settings())
     try:
-        consume_all(topics.bootstrap, topics.scores, min_count=len(posts) + len(campaign_posts), timeout_s=90)
+        read_all(topics.bootstrap, topics.scores, min_count=len(posts) + len(campaign_posts), timeout_s=90)
     finally:
         runner.stop()
-    review = {json.loads(r.value)["id"]: json.loads(r.value) for r in consume_all(topics.bootstrap, topics.review)}
+    review = {json.loads(r.value)["id"]: json.loads(r.value) for r in read_all(topics.bootstrap, topics.review)}
     assert "p-ok" not in review and {"p-prop", "p-sect", "p-hostile"} <= set(review)
     # the pipeline groups the reposts into one campaign with a running count, and nothing else with them
     camp = {pid: r["campaign"]["id"] for pid, r in review.items()}
@@ -202,7 +195,7 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
               == "2", "decisions in the stats panel")
 
         # decision records on the topic
-        recs = consume_all(topics.bootstrap, decisions_topic, min_count=2)
+        recs = read_all(topics.bootstrap, decisions_topic, min_count=2)
         decided = [parse_decision(r.value) for r in recs]
         assert all(isinstance(d, Decision) for d in decided)
         first = decided[0]
@@ -226,7 +219,7 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
 
 
 def test_console_refuses_non_loopback_without_token(topics):
-    from stream_helpers import run_cli
+    from tests.support.process import run_cli
 
     res = run_cli(["console", "--console-host", "0.0.0.0"], env=topics.env())
     err = res.stderr.decode()

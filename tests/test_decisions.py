@@ -9,17 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from stream_helpers import (
-    BENIGN_TEXT,
-    PROPAGANDA_TEXT,
-    SECTARIAN_TEXT,
-    PipelineThread,
-    consume_all,
-    create_topics,
-    produce,
-    produce_posts,
-    run_cli,
-)
+from tests.support.kafka import create_topics, produce, produce_posts, read_all
+from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from tests.support.process import PipelineThread, run_cli
 
 from streaming.schemas import Decision, ReviewRef, decision_record, parse_decision, read_dead_letter
 
@@ -77,10 +69,10 @@ def _flag_sample(topics, posts):
     produce_posts(topics.bootstrap, topics.posts, posts)
     runner = PipelineThread(topics.settings())
     try:
-        consume_all(topics.bootstrap, topics.scores, min_count=len(posts), timeout_s=90)
+        read_all(topics.bootstrap, topics.scores, min_count=len(posts), timeout_s=90)
     finally:
         runner.stop()
-    return consume_all(topics.bootstrap, topics.review)
+    return read_all(topics.bootstrap, topics.review)
 
 
 def test_decide_cli_writes_a_validated_record(topics):
@@ -93,7 +85,7 @@ def test_decide_cli_writes_a_validated_record(topics):
                    "--policy", "hate-1", "--note", "a quoted news report"], env=env)
     assert res.returncode == 0, res.stderr.decode()
     printed = json.loads(res.stdout)
-    [rec] = consume_all(topics.bootstrap, decisions, min_count=1)
+    [rec] = read_all(topics.bootstrap, decisions, min_count=1)
     assert rec.key == b"p-sect"
     decision = parse_decision(rec.value)
     assert isinstance(decision, Decision)
@@ -149,7 +141,7 @@ def test_bad_decision_records_go_to_the_dlq_on_read(topics):
         consumer.close(autocommit=False)
         dlq.close(timeout=10)
     assert [d.decision_id for d in read] == ["d1"]
-    dead = [read_dead_letter(r.key, r.value, r.headers) for r in consume_all(topics.bootstrap, topics.dlq, min_count=2)]
+    dead = [read_dead_letter(r.key, r.value, r.headers) for r in read_all(topics.bootstrap, topics.dlq, min_count=2)]
     assert sorted(d.error for d in dead) == ["invalid_decision", "not_json"]
     assert {(d.source.topic, d.source.offset) for d in dead} == {(decisions, 0), (decisions, 2)}
     assert next(d for d in dead if d.error == "invalid_decision").value == json.dumps(bad_body).encode()

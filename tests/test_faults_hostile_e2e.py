@@ -16,22 +16,11 @@ import time
 import pytest
 
 from streaming.broker import EmbeddedBroker
-from tests.support.pipeline import (
-    Collector,
-    PacedProducer,
-    StreamProcess,
-    Topics,
-    assert_running,
-    fault_model_dir,  # noqa: F401 - fixture
-    report,
-    stream_env,
-    tail,
-    wait_until_seen,
-    Audit,
-    _read_all,
-)
-
-schemas = pytest.importorskip("streaming.schemas", reason="streaming/schemas.py (issue 2) not present yet")
+from tests.support.audit import Audit, Collector, report, wait_until_seen
+from tests.support.kafka import read_all
+from tests.support.process import StreamProcess, assert_running, tail
+from tests.support.producer import PacedProducer
+from tests.support.topics import FAULT_SETTINGS, TopicSet
 
 MAX_TEXT = 10_000
 MAX_BYTES = 1_000_000
@@ -90,7 +79,7 @@ def hostile_records(seed: int = 3) -> list[tuple[bytes, bytes]]:
 
 
 @pytest.mark.timeout(300)
-def test_hostile_input_end_to_end(tmp_path, fault_model_dir) -> None:  # noqa: F811
+def test_hostile_input_end_to_end(tmp_path, linear_model_dir) -> None:
     from streaming.schemas import Post, parse_post, read_dead_letter
 
     logs = tmp_path / "logs"
@@ -100,23 +89,20 @@ def test_hostile_input_end_to_end(tmp_path, fault_model_dir) -> None:  # noqa: F
     for key, value in records:
         expected.setdefault(key.decode(), parse_post(value, max_text_chars=MAX_TEXT, max_message_bytes=MAX_BYTES))
     with EmbeddedBroker(log_path=tmp_path / "broker.log") as broker:
-        topics = Topics.unique("hostile")
-        env = stream_env(broker.bootstrap, "g-hostile", topics, fault_model_dir,
-                         max_text_chars=MAX_TEXT, max_message_bytes=MAX_BYTES)
+        topics = TopicSet.unique(broker.bootstrap, linear_model_dir, "hostile", partitions=4, create=False)
+        env = topics.env(**FAULT_SETTINGS, max_text_chars=MAX_TEXT, max_message_bytes=MAX_BYTES)
         proc = StreamProcess(env, logs, "c0").start()
         collector = Collector(broker.bootstrap, topics)
         try:
             collector.start()
             warm = PacedProducer(broker.bootstrap, topics.posts, 100, 1000, prefix="w", seed=9)
             warm.start()
-            warm.join(60)
-            assert not wait_until_seen(collector, warm.sent, 120, [proc])
+            assert not wait_until_seen(collector, warm.finish(60), 120, [proc])
             rss_before = proc.rss_mb()
 
             producer = PacedProducer(broker.bootstrap, topics.posts, len(records), 400, records=records)
             producer.start()
-            producer.join(120)
-            assert producer.error is None, f"test producer failed: {producer.error!r}"
+            producer.finish(120)
             keys = [k.decode() for k, _ in records]
             missing = wait_until_seen(collector, set(keys), 180, [proc])
             time.sleep(2.0)
@@ -124,7 +110,7 @@ def test_hostile_input_end_to_end(tmp_path, fault_model_dir) -> None:  # noqa: F
             rss_after = proc.rss_mb()
 
             dlq = {}
-            for rec in _read_all(broker.bootstrap, topics.dlq, idle_s=2.0):
+            for rec in read_all(broker.bootstrap, topics.dlq):
                 dl = read_dead_letter(rec.key, rec.value, rec.headers)
                 dlq.setdefault((rec.key or b"").decode(), []).append(dl)
             result = Audit(sent=len(set(keys)))
@@ -134,7 +120,7 @@ def test_hostile_input_end_to_end(tmp_path, fault_model_dir) -> None:  # noqa: F
             report(result, "hostile-input", records=len(records), dead_letter_records=sum(map(len, dlq.values())),
                    rss_before_mb=f"{rss_before:.0f}", rss_after_mb=f"{rss_after:.0f}",
                    note="2_duplicates_are_the_3_posts_sharing_id_dup-00001")
-            assert not missing, f"unaccounted records: {sorted(missing)[:20]}\n" + tail(proc.log_text())
+            assert not missing, f"unaccounted records: {sorted(missing)[:20]}\n" + tail(proc.logs())
 
             wrong = []
             for key, outcome in expected.items():
@@ -153,7 +139,7 @@ def test_hostile_input_end_to_end(tmp_path, fault_model_dir) -> None:  # noqa: F
             big = dlq[next(k for k, o in expected.items() if getattr(o, "error", "") == "message_too_large")][0]
             assert len(big.value) <= MAX_BYTES
             assert rss_after < rss_before + 400, f"RSS grew from {rss_before:.0f} to {rss_after:.0f} MB"
-            assert proc.terminate(45) == 0, tail(proc.log_text())
+            assert proc.terminate(45) == 0, tail(proc.logs())
         finally:
             collector.stop()
             proc.kill()

@@ -313,7 +313,9 @@ def _strict(value: bytes) -> dict:
 
 def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_model_dir, tmp_path) -> None:
     from flagstream.cli import main
-    from stream_helpers import PipelineThread, produce, wait_accounted
+    from tests.support.audit import wait_accounted
+    from tests.support.kafka import produce
+    from tests.support.process import PipelineThread
 
     corpus = hostile_corpus()
     assert all(b"\n" not in v and v.strip() for v in corpus)
@@ -369,6 +371,6 @@ def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_mo
 
 
 def consume_review(topics) -> dict[str, dict]:
-    from stream_helpers import consume_all
+    from tests.support.kafka import read_all
 
-    return {rec.key.decode(): _strict(rec.value) for rec in consume_all(topics.bootstrap, topics.review)}
+    return {rec.key.decode(): _strict(rec.value) for rec in read_all(topics.bootstrap, topics.review)}

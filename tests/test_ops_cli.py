@@ -17,22 +17,13 @@ import sys
 import time
 
 import pytest
-from stream_helpers import (
-    BENIGN_TEXT,
-    PROJECT_ROOT,
-    PROPAGANDA_TEXT,
-    PipelineThread,
-    consume_all,
-    create_topics,
-    produce,
-    post_bytes,
-    run_cli,
-    unique,
-    wait_accounted,
-)
 
 from streaming.broker import free_port
 from streaming.review import format_pair, render_review
+from tests.support.audit import wait_accounted
+from tests.support.kafka import create_topics, post_bytes, produce, read_all, unique
+from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
+from tests.support.process import ROOT as PROJECT_ROOT, PipelineThread, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -162,7 +153,7 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     out = res.stdout.decode()
     assert res.returncode == 0, res.stderr.decode()
     assert out.count("replayed ") == 3 and "skipped" in out and "cut to max_message_bytes" in out
-    replayed = consume_all(broker.bootstrap, posts, min_count=3)
+    replayed = read_all(broker.bootstrap, posts, min_count=3)
     assert len(replayed) == 3
     by_key = {r.key: r for r in replayed}
     first = by_key[b"k1"]
@@ -176,10 +167,10 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     assert again.returncode == 0
     assert again.stdout.decode().count("already replayed to") == 3
     assert "replayed 0, already replayed 3, not replayable 1 of 4" in again.stderr.decode()
-    assert len(consume_all(broker.bootstrap, posts)) == 3  # nothing published twice
+    assert len(read_all(broker.bootstrap, posts)) == 3  # nothing published twice
     forced = run_cli(["dlq", "replay", "--reason", "missing_text", "--force"], env=env)
     assert forced.returncode == 0 and "replayed 2," in forced.stderr.decode()
-    assert len(consume_all(broker.bootstrap, posts, min_count=5)) == 5
+    assert len(read_all(broker.bootstrap, posts, min_count=5)) == 5
 
     # review pointed at the dead-letter topic says what it is looking at
     res = run_cli(["review", "--review-topic", dlq], env=env)

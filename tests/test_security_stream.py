@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from streaming.broker import free_port
-from tests.support.pipeline import ROOT, fault_model_dir  # noqa: F401 - fixture
+from tests.support.process import ROOT
 from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, needs_stunnel, require_certs
 from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
 
@@ -52,7 +52,7 @@ def error_line(stderr: str) -> str:
 
 
 @needs_stunnel
-def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
+def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, linear_model_dir) -> None:
     broker_port = free_port()
     with Stunnel(certs, connect_port=broker_port, workdir=tmp_path) as tunnel:
         broker = TlsFrontedBroker(port=broker_port, advertised_port=tunnel.accept_port,
@@ -62,7 +62,7 @@ def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model
         try:
             code, stderr, took = run_stream({"FLAGSTREAM_BOOTSTRAP_SERVERS": tunnel.address,
                                              "FLAGSTREAM_SECURITY_PROTOCOL": "SSL",
-                                             "FLAGSTREAM_SSL_CAFILE": str(certs.other_ca_cert)}, fault_model_dir)
+                                             "FLAGSTREAM_SSL_CAFILE": str(certs.other_ca_cert)}, linear_model_dir)
         finally:
             broker.stop()
     print(f"\nstream with an untrusted CA: exit {code} after {took:.1f}s")
@@ -72,14 +72,14 @@ def test_stream_fails_fast_on_untrusted_certificate(tmp_path, certs, fault_model
     assert took < FAST_S
 
 
-def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, fault_model_dir) -> None:  # noqa: F811
+def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, linear_model_dir) -> None:
     broker = TlsFrontedBroker(extra_args=["--authentication"], log_path=tmp_path / "broker.log").start()
     try:
         code, stderr, took = run_stream({"FLAGSTREAM_BOOTSTRAP_SERVERS": broker.bootstrap,
                                          "FLAGSTREAM_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
                                          "FLAGSTREAM_SASL_MECHANISM": "SCRAM-SHA-512",
                                          "FLAGSTREAM_SASL_USERNAME": "mallory",
-                                         "FLAGSTREAM_SASL_PASSWORD": "wrong-password"}, fault_model_dir)
+                                         "FLAGSTREAM_SASL_PASSWORD": "wrong-password"}, linear_model_dir)
     finally:
         broker.stop()
     print(f"\nstream with wrong SCRAM credentials: exit {code} after {took:.1f}s")
@@ -91,13 +91,14 @@ def test_stream_fails_fast_on_wrong_scram_credentials(tmp_path, fault_model_dir)
 
 
 @needs_stunnel
-def test_stream_scores_over_tls(tmp_path, certs, fault_model_dir) -> None:  # noqa: F811
+def test_stream_scores_over_tls(tmp_path, certs, linear_model_dir) -> None:
     """The whole pipeline over TLS: ``flagstream stream`` configured with security_protocol SSL and
     the test CA, posts published and verdicts read back over TLS as well."""
     from kafka import KafkaConsumer, KafkaProducer
 
     from flagstream.config import Settings
-    from tests.support.pipeline import StreamProcess, Topics, stream_env
+    from tests.support.process import StreamProcess
+    from tests.support.topics import TopicSet
 
     broker_port = free_port()
     with Stunnel(certs, connect_port=broker_port, workdir=tmp_path) as tunnel:
@@ -105,9 +106,8 @@ def test_stream_scores_over_tls(tmp_path, certs, fault_model_dir) -> None:  # no
                                   ready_bootstrap=tunnel.address,
                                   ready_kwargs={"security_protocol": "SSL", "ssl_cafile": str(certs.ca_cert)})
         broker.start()
-        topics = Topics.unique("tls")
-        env = stream_env(tunnel.address, "g-tls", topics, fault_model_dir, security_protocol="SSL",
-                         ssl_cafile=certs.ca_cert)
+        topics = TopicSet.unique(tunnel.address, linear_model_dir, "tls", partitions=4, create=False)
+        env = topics.env(topic_partitions=4, security_protocol="SSL", ssl_cafile=certs.ca_cert)
         logs = tmp_path / "logs"
         logs.mkdir()
         proc = StreamProcess(env, logs, "tls").start()
@@ -125,7 +125,7 @@ def test_stream_scores_over_tls(tmp_path, certs, fault_model_dir) -> None:  # no
             deadline = time.monotonic() + 90
             try:
                 while len(seen) < len(ids) and time.monotonic() < deadline:
-                    assert proc.alive, proc.log_text()[-3000:]
+                    assert proc.alive, proc.logs()[-3000:]
                     if topics.scores in (consumer.topics() or set()) and not consumer.subscription():
                         consumer.subscribe([topics.scores])
                     if consumer.subscription():
@@ -135,7 +135,7 @@ def test_stream_scores_over_tls(tmp_path, certs, fault_model_dir) -> None:  # no
                         time.sleep(0.5)
             finally:
                 consumer.close()
-            assert seen >= set(ids), f"{len(set(ids) - seen)} posts not scored over TLS\n{proc.log_text()[-3000:]}"
+            assert seen >= set(ids), f"{len(set(ids) - seen)} posts not scored over TLS\n{proc.logs()[-3000:]}"
             assert proc.terminate(45) == 0
         finally:
             proc.kill()

@@ -7,7 +7,10 @@ import random
 import time
 
 import pytest
-from stream_helpers import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT, metric_value, produce_posts, wait_accounted
+
+from tests.support.audit import wait_accounted
+from tests.support.kafka import metric_value, produce_posts
+from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -11,11 +11,10 @@ from flagstream.options import add_config_flags, settings_from_args
 STREAM_FIELDS = (
     "bootstrap_servers", "client_id", "group_id",
     "posts_topic", "review_topic", "scores_topic", "scores_enabled", "dlq_topic",
-    "create_topics", "topic_partitions", "replication_factor", "auto_offset_reset", "exactly_once",
+    "create_topics", "topic_partitions", "replication_factor", "auto_offset_reset", "exactly_once", "instance_id",
     "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
     "reconnect_backoff_max_ms", "startup_timeout_s",
     "batch_size", "batch_wait_ms", "max_text_chars", "max_message_bytes", "model", "model_manifest_sha256", "thresholds", "scoring_threads",
-    "overlap_scoring",
     "metrics_host", "metrics_port", "log_level", "log_format", "progress_interval_s",
     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
