@@ -13,14 +13,18 @@ How it maps onto the local path (:mod:`classifier.rescore`), so the two agree ro
 - JSONL is read as raw line bytes (``spark.read.text`` cast to binary), not with Spark's JSON reader,
   so every line is judged by the same code as a posts-topic record (a malformed line is an error row,
   never a failed job). Parquet (a file, a directory of part files or a glob) is read by Spark.
-- Batches reach Python through ``mapInArrow``: whole rows in, whole rows out, no pandas in between
-  (measured against ``pandas_udf`` in ``bench/spark.py``; see bench/RESULTS.md).
+- Batches reach Python through ``mapInArrow``: whole rows in, whole rows out, no pandas in between.
+  Chosen on that reasoning, not by measurement: ``bench/spark.py --udf-rows N`` times ``pandas_udf``
+  against it, but that comparison has not been run on an idle machine yet (bench/RESULTS.md).
 - The model directory is shipped to executors with ``SparkContext.addFile`` and loaded once per Python
   worker process (a module-level cache keyed by directory and manifest hash); the executor refuses a
   directory whose ``manifest.json`` is not the one the driver verified, and ``load_scorer`` re-checks
   every file's SHA-256 there. torch gets ``spark.task.cpus`` threads per worker, so N concurrent tasks
   on an N-core executor use N threads, not N x N.
 - Output is a directory of Parquet part files written through Spark's committer, one per task.
+
+Size: ~430 lines because session set-up, input reading, the executor-side model cache and the
+job itself must all be importable by Spark's Python workers from one module (pickled by reference).
 """
 
 from __future__ import annotations
