@@ -198,9 +198,11 @@ def test_broker_command_starts_and_stops_cleanly():
 
 
 def test_demo_runs_end_to_end_and_exits_cleanly(linear_model_dir):
-    res = run_cli(["demo", "--model", str(linear_model_dir), "--no-console"], timeout_s=170)
+    # no --no-console: outside a terminal (as in `make demo` under CI) the demo must still exit by itself
+    res = run_cli(["demo", "--model", str(linear_model_dir)], timeout_s=170)
     out = res.stdout.decode()
     assert res.returncode == 0, res.stderr.decode()[-3000:]
+    assert "review console: not started (not a terminal)" in out
     assert "=== flagged for review" in out and "=== summary ===" in out
     assert "posts published:        40" in out
     assert "dead-lettered:          5" in out

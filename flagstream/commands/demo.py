@@ -2,14 +2,16 @@
 
 Starts the embedded broker, creates the topics, runs the pipeline in a background thread, publishes
 ``examples/sample_posts.jsonl``, waits until every published record has a verdict (scores topic) or a
-dead-letter record, prints the flagged posts from the review topic and a summary, then serves the review
-console on the same (in-memory) broker and ends with its address; Ctrl-C stops everything. With
-``--no-console`` it stops right after the summary.
+dead-letter record, prints the flagged posts from the review topic and a summary. In a terminal it then
+serves the review console on the same (in-memory) broker and ends with its address; Ctrl-C stops
+everything. Not in a terminal (scripts, CI) it prints how to get the console and exits, so ``make demo``
+never hangs a pipeline; ``--console`` / ``--no-console`` force either.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 import time
 from collections import Counter
@@ -27,8 +29,9 @@ SAMPLE = PROJECT_ROOT / "examples" / "sample_posts.jsonl"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="embedded broker + pipeline + sample posts: show what gets flagged, then exit")
     p.add_argument("--file", default=str(SAMPLE), help=f"posts to publish (default {SAMPLE.relative_to(PROJECT_ROOT)})")
-    p.add_argument("--console", action=argparse.BooleanOptionalAction, default=True,
-                   help="after the summary, serve the review console until Ctrl-C (default); --no-console exits")
+    p.add_argument("--console", action=argparse.BooleanOptionalAction, default=None,
+                   help="after the summary, serve the review console until Ctrl-C (default: only when run in a "
+                        "terminal, so scripts and CI never hang); --no-console always exits")
     p.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS",
                    help="give up if the posts are not all accounted for within SECONDS (default 120)")
     from flagstream.options import add_config_flags
@@ -140,8 +143,12 @@ def run(args: argparse.Namespace) -> int:
         for d in sorted(dead, key=lambda d: d.source.offset):
             print(f"  - {d.source.topic}[{d.source.partition}]@{d.source.offset}: {d.error}: {d.reason}")
         print(f"done in {time.monotonic() - t_start:.1f}s")
-        if args.console:
+        console = args.console if args.console is not None else (sys.stdin.isatty() and sys.stdout.isatty())
+        if console:
             _serve_console(settings)
+        else:
+            print(f"review console: not started (not a terminal); `flagstream demo --console` keeps it open at "
+                  f"http://127.0.0.1:{settings.console_port}/ until Ctrl-C")
     except KafkaError as exc:
         raise UserError(f"demo failed talking to the embedded broker: {type(exc).__name__}: {exc}") from None
     finally:
