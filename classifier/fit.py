@@ -63,7 +63,8 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
 
 def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resume: bool = False,
                  target_precision: Any = 0.90, version: str = "1.0.0", progress: bool = True,
-                 data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME) -> dict[str, Any]:
+                 data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME, base: str = "minilm",
+                 val_rows: int = 0) -> dict[str, Any]:
     """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
     from classifier.calibration import calibrate
     from classifier.data import targets as targets_of
@@ -72,11 +73,24 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     from classifier.train import Trainer
     from classifier.transformer import BASE_NAME, base_files, config_hash, load_base, save_weights
 
+    base_extra: dict[str, Any] = {}
+    if base == "me5":  # the multilingual base: same recipe, another encoder and a LoRA adapter (classifier/e5)
+        from classifier.e5 import base as e5_base
+        from classifier.e5 import model as e5_model
+
+        BASE_NAME = e5_base.BASE_NAME  # noqa: N806
+        load_base, save_weights = e5_model.load_base, e5_model.save_weights
+        base_files = lambda: {}  # noqa: E731  (the e5 loader checks base_sha256_16 instead)
+        base_extra = {"base_kind": e5_model.BASE_KIND, "base_sha256_16": e5_base.fingerprint(), **e5_model.describe(),
+                      "storage": "LoRA adapters + LayerNorms + biases (fp32); embeddings frozen"}
+
     train = ds.filter(lambda s: s == "train", input_columns="split")
     # Thresholds and temperatures are fitted on trusted labels only (no rule-labelled ISIS rows).
     val = ds.filter(lambda s, w: s == "val" and not w, input_columns=["split", "weak"])
     if len(train) == 0 or len(val) == 0:
         raise UserError("no training or validation rows; check data_dir")
+    if val_rows and len(val) > val_rows:  # a time-boxed run: a seeded sample, recorded in the manifest
+        val = val.shuffle(seed=13).select(range(val_rows))
     targets = parse_targets(target_precision)
     y_train = targets_of(train)
     model, tokenizer = load_base(len(LABELS), seed=cfg.seed)
@@ -97,7 +111,8 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         "max_length": cfg.max_length, "temperatures": temps, "target_precision": targets,
         "train_config": cfg.as_dict(), "config_hash": cfg_hash, "data_hash": data_hash,
         "base_files": base_files(), "training": fit, "validation": val_metrics,
-        "data_summary": data_summary or {}, "storage": "bf16 deltas from the packaged base; word embeddings frozen",
+        "data_summary": data_summary or {}, "calibration_rows": len(val),
+        "storage": "bf16 deltas from the packaged base; word embeddings frozen", **base_extra,
     }
     manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
                              thresholds=thresholds, base=BASE_NAME, extra=extra)

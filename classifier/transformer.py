@@ -121,6 +121,10 @@ def load_model(manifest: ModelManifest):
     """``(model, tokenizer)``: fp32, eval mode, deltas merged; called as ``model(input_ids=..., attention_mask=...)``."""
     from safetensors.torch import load_file
 
+    if manifest.extra.get("base_kind") == "e5":  # flagstream-me5: multilingual base + LoRA adapter (classifier/e5)
+        from classifier.e5.model import load_model as load_me5
+
+        return load_me5(manifest)
     verify_base(manifest)
     model, tokenizer = load_base(len(manifest.labels))
     try:

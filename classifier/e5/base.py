@@ -130,13 +130,17 @@ def base_dir(verify: bool = True) -> Path:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-    if verify:
+    if verify and root not in _VERIFIED:
         recorded = json.loads(hashes_file.read_text(encoding="utf-8"))
         for name, digest in recorded.items():
             path = root / name
             if not path.exists() or _sha256(path) != digest:
                 raise BaseUnavailable(f"{root}/{name} does not match its recorded hash; delete {root} to regenerate it")
+        _VERIFIED.add(root)  # once per process: hashing 470 MB costs seconds
     return root
+
+
+_VERIFIED: set[Path] = set()
 
 
 def fingerprint() -> str:

