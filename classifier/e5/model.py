@@ -87,6 +87,7 @@ def merge_adapter(encoder: nn.Module, state: dict[str, torch.Tensor], alpha_over
             elif ".lora_B." in name:
                 continue
             else:
+                name = name.replace(".base_layer.", ".")  # peft's wrapped Linear keeps the original as base_layer
                 if name not in params or params[name].shape != t.shape:
                     raise ModelDirError(f"adapter tensor {name} does not fit the base")
                 params[name].copy_(t.float())
