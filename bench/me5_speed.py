@@ -29,8 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     from classifier.manifest import read_manifest
     from classifier.transformer import MultiLabelEncoder, load_model, make_engine
 
-    rows = [json.loads(line) for line in args.posts.read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts = [normalize_text(r["text"]) for r in rows if isinstance(r, dict) and isinstance(r.get("text"), str)]
+    texts = []
+    for line in args.posts.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:  # the sample file has deliberately malformed lines (dead-letter demo)
+            continue
+        if isinstance(r, dict) and isinstance(r.get("text"), str):
+            texts.append(normalize_text(r["text"]))
     minilm, mtok = load_model(read_manifest(Path("models/flagstream-minilm")))
     e5 = MultiLabelEncoder(_plain_encoder(), 2).eval()
     engines = {"flagstream-minilm": make_engine(minilm, mtok, max_length=args.max_length),
