@@ -42,7 +42,7 @@ def settings_from_args(args: argparse.Namespace, **fixed: Any) -> Settings:
     return load_settings(getattr(args, "config", None), overrides)
 
 
-TRAIN_EXTRA = ("datasets", "matplotlib")
+TRAIN_EXTRA = ("datasets", "matplotlib", "openpyxl", "peft")
 
 
 def require_train_extra(command: str) -> None:
