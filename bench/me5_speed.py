@@ -1,7 +1,7 @@
 """Scorer speed, flagstream-minilm vs the me5 encoder, on the same posts in the same run (interleaved rounds).
 
 The me5 side is the base encoder + a head (an adapter merged on load costs nothing at inference, so the speed
-of a trained flagstream-me5 is the same). Both go through the project's engine (``make_engine``) at the same
+of a trained flagstream-me5 is the same). Both go through the project's engine (``classifier.runtime.InferenceEngine``) at the same
 max_length. Prints one line per round and the median posts/s of each; nothing is asserted.
 
     nice -n 5 python -m bench.me5_speed --rounds 3
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from classifier.e5.model import _plain_encoder, load_tokenizer
     from classifier.manifest import read_manifest
-    from classifier.transformer import MultiLabelEncoder, load_model, make_engine
+    from classifier.runtime import InferenceEngine
+    from classifier.transformer import MultiLabelEncoder, load_model
 
     texts = []
     for line in args.posts.read_text(encoding="utf-8").splitlines():
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             texts.append(normalize_text(r["text"]))
     minilm, mtok = load_model(read_manifest(Path("models/flagstream-minilm")))
     e5 = MultiLabelEncoder(_plain_encoder(), 2).eval()
-    engines = {"flagstream-minilm": make_engine(minilm, mtok, max_length=args.max_length),
-               "me5": make_engine(e5, load_tokenizer(), max_length=args.max_length)}
+    engines = {"flagstream-minilm": InferenceEngine(minilm, mtok, max_length=args.max_length),
+               "me5": InferenceEngine(e5, load_tokenizer(), max_length=args.max_length)}
     for eng in engines.values():
         eng.logits(texts[:8])  # warm-up
     rates: dict[str, list[float]] = {k: [] for k in engines}

@@ -16,7 +16,8 @@ def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
     from classifier.e5.model import ADAPTER_FILE
     from classifier.manifest import read_manifest
     from classifier.scoring import load_scorer
-    from classifier.train import TrainConfig, predict_logits
+    from classifier.runtime import predict_logits
+    from classifier.train import TrainConfig
     from classifier.fit import fit_and_save
 
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2, lr=3e-3)
