@@ -93,6 +93,11 @@ class Settings(BaseModel):
     campaign_window_s: float = Field(86_400.0, gt=0)
     campaign_max_posts: int = Field(20_000, ge=100)  # memory bound: oldest flagged posts are forgotten first
     campaign_similarity: float = Field(0.4, gt=0, le=1)  # estimated Jaccard over shingles to join a campaign
+    # --- audit sample (unflagged posts sent to review with a known weight; streaming/audit.py) --
+    audit_rate: float = Field(0.01, ge=0, le=1)  # inclusion probability of a post far below every threshold
+    audit_near_rate: float = Field(0.10, ge=0, le=1)  # ... of a post just below a threshold (both 0 = no audit)
+    audit_near_band: float = Field(0.5, ge=0, le=1)  # "just below": score >= band x threshold for some label
+    audit_seed: str = "flagstream-audit"  # keyed hash of the post id draws the sample; change it to re-draw
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
