@@ -4,6 +4,12 @@ Thresholds are part of a model (the review messages name the version that applie
 writes a new model directory with its own version instead of editing one in place: same weights,
 new ``manifest.json``. Used when the precision target changes, e.g. when a label's validation
 recall at the default target is too low to be of use to reviewers.
+
+``--from-decisions`` re-picks thresholds for one feed from reviewers' decisions instead of validation
+data (issue 18): :mod:`streaming.feedback` reads the review and decisions topics into rows,
+:mod:`classifier.feedback` estimates precision/recall per label and feed and proposes thresholds (or
+refuses, saying how many more decisions it needs), :mod:`classifier.recalibrate` writes the new
+version and the report. Temperatures and weights are untouched.
 """
 
 from __future__ import annotations
@@ -12,20 +18,109 @@ import argparse
 import logging
 from pathlib import Path
 
+from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("calibrate", help="re-pick a model's temperatures and thresholds on validation data (no training)")
-    add_config_flags(p, "model", "data_dir", "log_level")
+    p = sub.add_parser("calibrate", help="re-pick a model's thresholds on validation data or from reviewers' decisions")
+    add_config_flags(p, "model", "data_dir", "log_level", "bootstrap_servers", "client_id", "review_topic",
+                     "decisions_topic", "startup_timeout_s", "security_protocol", "sasl_mechanism",
+                     "sasl_username", "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
+                     "ssl_check_hostname")
     p.add_argument("--output", type=Path, required=True, help="new model directory (weights copied, manifest rewritten)")
-    p.add_argument("--version", required=True, help="version of the new model (thresholds are part of a model)")
-    p.add_argument("--target-precision", default="0.90",
-                   help="one number, or per label (propaganda=0.8,sectarian=0.9)")
+    p.add_argument("--version", default=None, help="version of the new model (thresholds are part of a model); "
+                   "with --from-decisions the default bumps the last number of the current version")
+    p.add_argument("--target-precision", default=None,
+                   help="one number, or per label (propaganda=0.8,sectarian=0.9); default 0.90, or with "
+                        "--from-decisions the model's own target")
+    g = p.add_argument_group("from reviewers' decisions (review + decisions topics)")
+    g.add_argument("--from-decisions", action="store_true",
+                   help="estimate per-feed precision/recall from decisions (audit-weighted) instead of validation data")
+    g.add_argument("--feed", default=None, help="source topic whose thresholds to set (required when decisions span several)")
+    g.add_argument("--report", type=Path, default=None, help="report directory (default: OUTPUT-report)")
+    g.add_argument("--min-decisions", type=int, default=50, help="decisions per label and feed below which nothing moves")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.from_decisions:
+        return run_from_decisions(args)
+    if not args.version:
+        raise UserError("--version is required (thresholds are part of a model: name the new one)")
+    args.target_precision = args.target_precision or "0.90"
+    return run_validation(args)
+
+
+def run_from_decisions(args: argparse.Namespace) -> int:
+    """Thresholds for one feed from the decisions topic; writes a new version only if one moved."""
+    from classifier.feedback import Evidence, propose_all
+    from classifier.manifest import ModelDirError, read_manifest
+    from classifier.recalibrate import bump_version, write_recalibrated, write_report
+    from classifier.fit import parse_targets
+    from streaming.clients import BrokerUnavailable
+    from streaming.feedback import read_rows
+    from streaming.logs import setup_logging
+
+    settings = settings_from_args(args)
+    setup_logging(settings.log_level, "auto")
+    if args.min_decisions < 1:
+        raise UserError("--min-decisions must be at least 1")
+    try:
+        manifest = read_manifest(Path(settings.model))
+    except ModelDirError as exc:
+        raise UserError(str(exc)) from None
+    own = manifest.extra.get("target_precision")
+    targets = parse_targets(args.target_precision if args.target_precision else (own if own else "0.90"))
+    out = Path(args.output)
+    version = args.version or bump_version(manifest.version)
+    try:
+        joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
+    feeds = sorted({r.feed for r in joined.rows})
+    if not joined.rows:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(joined.skipped.items())) or "none"
+        raise UserError(f"no usable decisions for {manifest.name}@{manifest.version} on {settings.decisions_topic} "
+                        f"({joined.decisions_used} decisions read; skipped: {skipped})")
+    feed = args.feed
+    if feed is None:
+        if len(feeds) > 1:
+            raise UserError(f"decisions come from feeds {', '.join(feeds)}; thresholds are per feed: pass --feed TOPIC")
+        feed = feeds[0]
+    elif feed not in feeds:
+        raise UserError(f"no decisions from feed {feed!r}; feeds with decisions: {', '.join(feeds)}")
+    proposals = propose_all(joined.rows, targets, manifest.thresholds, Evidence(min_decisions=args.min_decisions))
+    provenance = joined.provenance(settings.decisions_topic, settings.review_topic)
+    provenance["feed"] = feed
+    provenance["per_label"] = {p.label: p.as_dict() for p in proposals if p.feed == feed}
+    moved = {p.label: p.threshold for p in proposals if p.feed == feed and p.moved}
+    new_version = None
+    if moved:
+        try:
+            write_recalibrated(manifest, out, version, moved, provenance)
+        except (ValueError, ModelDirError) as exc:
+            raise UserError(str(exc)) from None
+        new_version = version
+    report_dir = args.report or out.with_name(out.name + "-report")
+    written = write_report(report_dir, proposals, feed, manifest, new_version, provenance)
+    for p in proposals:
+        mark = "*" if p.feed == feed else " "
+        if p.moved:
+            print(f"{mark} {p.label:11s} {p.feed}: threshold {p.current:.3f} -> {p.threshold:.3f}  est. precision "
+                  f"{p.precision:.3f} [{p.precision_ci[0]:.2f}, {p.precision_ci[1]:.2f}]  recall {p.recall:.3f} "
+                  f"[{p.recall_ci[0]:.2f}, {p.recall_ci[1]:.2f}]  ({p.decisions} decisions, {p.audit_decisions} audit)")
+        else:
+            more = f"; needs ~{p.more_decisions_needed} more decisions" if p.more_decisions_needed else ""
+            print(f"{mark} {p.label:11s} {p.feed}: kept {p.current:.3f}: {p.refused}{more}")
+    if new_version:
+        print(f"model written to {out} ({manifest.name}@{new_version}); report in {written['markdown'].parent}")
+    else:
+        print(f"no threshold moved for feed {feed}; no model written; report in {written['markdown'].parent}")
+    return 0
+
+
+def run_validation(args: argparse.Namespace) -> int:
     require_train_extra("calibrate")
     from classifier.assess import load
     from classifier.fit import parse_targets, recalibrate
