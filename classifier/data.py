@@ -198,6 +198,67 @@ def load_corpus(data_dir: str | Path, sources: Iterable[Source] = SOURCES, seed:
     return ds
 
 
+DECISIONS_SOURCE = "decisions"
+
+
+def read_decision_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``flagstream export-decisions`` file (label 1/0/null per label); a bad line is an error
+    naming its line number, since a half-read export would silently change what is trained on."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                text = obj["text"]
+                labels = {lab: obj.get(lab) for lab in LABELS}
+                if not isinstance(text, str) or any(v not in (0, 1, None) for v in labels.values()):
+                    raise ValueError
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{path}:{n}: not an export-decisions row (needs text and label -> 1/0/null)") from None
+            rows.append({"id": str(obj.get("id", n)), "text": text, **labels})
+    return rows
+
+
+def with_decisions(ds: Any, rows: Sequence[dict[str, Any]], weight: float = 1.0) -> tuple[Any, dict[str, int]]:
+    """``ds`` plus decided rows as a train-only source named ``decisions``.
+
+    Never in a validation or test split: thresholds and the reported metrics stay judged on the original
+    sources only. A decided post whose text (after de-duplication normalisation) matches a val/test row
+    of ``ds`` is dropped, so training on decisions can never leak an evaluation row.
+    """
+    import datasets
+
+    held = {dedup_key(t) for t, s in zip(ds["text"], ds["split"]) if s != "train"}
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    counts = Counter()
+    for r in rows:
+        text = normalize_text(r["text"])
+        key = dedup_key(text)
+        if len(text) < MIN_CHARS or not key or all(r.get(lab) is None for lab in LABELS):
+            counts["unusable"] += 1
+            continue
+        if key in held:
+            counts["in_eval_split"] += 1
+            continue
+        if key in seen:
+            counts["duplicate"] += 1
+            continue
+        seen.add(key)
+        out.append({"text": text, **{lab: r.get(lab) for lab in LABELS}, "source": DECISIONS_SOURCE,
+                    "lang": guess_lang(text), "group": f"decision:{r.get('id', '')}", "weight": float(weight),
+                    "hand": 0, "meta": json.dumps({"id": r.get("id")}), "weak": 0, "split": "train"})
+    counts["added"] = len(out)
+    if not out:
+        return ds, dict(counts)
+    extra = datasets.Dataset.from_dict({c: [r[c] for r in out] for c in ds.column_names}, features=ds.features)
+    merged = datasets.concatenate_datasets([ds, extra])
+    merged.info.description = ds.info.description
+    return merged, dict(counts)
+
+
 def targets(ds_or_rows: Any) -> np.ndarray:
     """(n, 2) float targets with NaN where a source says nothing."""
     cols = [np.array([np.nan if v is None else float(v) for v in ds_or_rows[lab]], dtype=np.float32) for lab in LABELS]

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "train": "train",
     "evaluate": "evaluate",
     "calibrate": "calibrate",
+    "export-decisions": "export_decisions",
     "config": "config",
 }
 

