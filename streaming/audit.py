@@ -92,6 +92,12 @@ def mark_audit(value: bytes, headers: list[tuple[str, bytes]], fields: Mapping[s
     return out, list(headers) + [(AUDIT_HEADER, str(fields["sampling_weight"]).encode())]
 
 
+def audited(record: Any, fields: Mapping[str, Any]) -> Any:
+    """An :class:`~streaming.schemas.OutRecord` review record marked as an audit record."""
+    value, headers = mark_audit(record.value, record.headers, fields)
+    return type(record)(record.key, value, headers)
+
+
 def weight_of(record: Mapping[str, Any]) -> tuple[bool, float]:
     """(audit?, weight) of a review-topic record read back: flagged records weigh 1."""
     if record.get("audit") is True:
@@ -102,4 +108,4 @@ def weight_of(record: Mapping[str, Any]) -> tuple[bool, float]:
     return False, 1.0
 
 
-__all__ = ["AUDIT_HEADER", "AuditPolicy", "inclusion_probability", "uniform", "audit_fields", "mark_audit", "weight_of"]
+__all__ = ["AUDIT_HEADER", "AuditPolicy", "inclusion_probability", "uniform", "audit_fields", "mark_audit", "audited", "weight_of"]

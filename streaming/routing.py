@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from streaming import schemas
+from streaming.audit import AuditPolicy, audit_fields, audited
 from streaming.checkpoint import Checkpoint, RejectedOutput
 from streaming.steps import Batch
 
@@ -33,6 +34,8 @@ class Router:
         self.s = settings
         self.thresholds, self.model = thresholds, model
         self.annotator, self.labels = annotator, tuple(labels)  # review annotations (streaming.annotate)
+        # issue 18: a known-probability sample of unflagged posts also goes to review (streaming.audit)
+        self.audit = AuditPolicy.from_settings(settings) if hasattr(settings, "audit_rate") else AuditPolicy(0.0, 0.0)
 
     def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
         """Produce every output of ``batch`` and store its offsets; returns the flagged counts per label.
@@ -59,6 +62,10 @@ class Router:
                     too_large.add(id(rec))
                     continue
                 out.append((s.review_topic, review))
+            elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
+                review = schemas.bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
+                if review is not None:  # an audit record that cannot fit is simply not drawn
+                    out.append((s.review_topic, audited(review, fields)))
             if s.scores_enabled:
                 out.insert(0, (s.scores_topic, schemas.scores_record(verdict.post, src, verdict.scores,
                                                                      verdict.labels, self.model, now)))

@@ -51,6 +51,8 @@ class TopicSet:
             "max_poll_interval_ms": 10_000,
             "request_timeout_ms": 10_000, "reconnect_backoff_max_ms": 1000, "startup_timeout_s": 30,
             "log_level": "INFO", "log_format": "json",
+            # no audit sample unless a test asks for one: review-topic counts stay = flagged posts
+            "audit_rate": 0.0, "audit_near_rate": 0.0,
         }
         base.update(self.extra)
         base.update(overrides)
