@@ -229,6 +229,7 @@ class ReviewState:
             lead = g.lead.record
             rows.append({"key": g.key, "id": lead["id"], "campaign": g.campaign, "count": len(g.members),
                          "labels": list(lead.get("labels") or []), "score": round(g.score(), 4),
+                         "audit": lead.get("audit") is True,
                          "lang": lead.get("lang"), "topic": (lead.get("source") or {}).get("topic"),
                          "preview": [s for s in segments(lead["text"][:160], None)]})
         return {"rows": rows, "total": len(chosen), "facets": {k: sorted(v) for k, v in facets.items()},
@@ -247,6 +248,8 @@ class ReviewState:
         thresholds = rec.get("thresholds") or {}
         out: dict[str, Any] = {
             "key": g.key, "id": rec["id"], "campaign": g.campaign, "count": len(g.members), "labels": labels,
+            # an audit item (issue 18: unflagged, sampled with a known weight) is decided on every label
+            "audit": rec.get("audit") is True, "decide": labels or (list(scores) if rec.get("audit") is True else []),
             "scores": [{"label": k, "score": float(v), "threshold": thresholds.get(k), "flagged": k in labels}
                        for k, v in scores.items()],
             "model": rec.get("model"), "source": rec.get("source"), "review": g.lead.ref.as_dict(),

@@ -94,7 +94,7 @@ function renderQueue() {
   S.rows.forEach((r, i) => {
     const li = el("li", { data: { key: r.key, id: r.id } });
     if (i === S.sel) li.classList.add("selected");
-    li.append(el("strong", { text: r.score.toFixed(3) + " " }), el("span", { text: r.labels.join(", ") }));
+    li.append(el("strong", { text: r.score.toFixed(3) + " " }), el("span", { text: r.audit ? "audit" : r.labels.join(", ") }));
     if (r.count > 1) li.append(el("span", { cls: "count", text: "×" + r.count }));
     li.append(el("span", { cls: "meta", text: [r.id, r.lang || "", r.topic || ""].filter(Boolean).join(" · ") }));
     li.append(segmentsNode(r.preview, "meta"));
@@ -118,7 +118,7 @@ async function loadItem() {
 }
 
 function flaggedLabels() {
-  return S.item ? S.item.labels : [];
+  return S.item ? (S.item.decide || S.item.labels) : [];
 }
 
 function renderItem() {
