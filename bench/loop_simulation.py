@@ -23,6 +23,7 @@ import csv
 import hashlib
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +88,13 @@ def simulate(s: np.ndarray, y: np.ndarray, shipped: float, target: float, runs: 
             prec = float(y[flagged].mean()) if flagged.any() else float("nan")
             rec = float(y[flagged].sum() / y.sum())
             res[b].append((t, prec, rec, p.moved))
+            REFUSALS.setdefault(b, Counter())[(p.refused or "moved").split(":")[0].split(" (")[0]] += 1
+        QUEUE.append(len(queue))
     return res
+
+
+REFUSALS: dict[int, Counter] = {}
+QUEUE: list[int] = []
 
 
 def main() -> int:
@@ -129,6 +136,10 @@ def main() -> int:
         summary[b] = (np.nanmean(pp), np.nanmean(rr))
         print(f"| {b} | {moved} | {np.median(arr[:, 0]):.3f} | {np.nanmean(pp):.3f} [{np.nanpercentile(pp, 10):.3f}, "
               f"{np.nanpercentile(pp, 90):.3f}] | {np.mean(rr):.3f} [{np.percentile(rr, 10):.3f}, {np.percentile(rr, 90):.3f}] |")
+    print(f"review queue (flagged + audit items) per run: {min(QUEUE)}-{max(QUEUE)} items: a budget above that "
+          "uses the whole queue")
+    for b in BUDGETS:
+        print(f"outcomes at {b}: {dict(REFUSALS[b])}")
     if args.png:
         import matplotlib
 

@@ -53,7 +53,7 @@ class Evidence:
     """How much evidence is enough to move a threshold (defaults suit a feed with ~1% audit)."""
 
     min_decisions: int = 50  # decided rows for this (label, feed)
-    min_positives: float = 10.0  # effective confirmed rows
+    min_positives: float = 10.0  # confirmed rows (unweighted; a fractional verdict counts its fraction)
     min_flagged_confirmed: int = 5  # confirmed rows above a candidate threshold
     max_precision_halfwidth: float = 0.10  # 95% CI half-width of precision at the proposed threshold
     max_recall_halfwidth: float = 0.15  # 95% CI half-width of recall at the proposed threshold
@@ -209,10 +209,11 @@ def propose(rows: Iterable[Row], label: str, feed: str, target_precision: float,
 
     if n < evidence.min_decisions:
         return refuse(f"{n} decisions, fewer than the {evidence.min_decisions} needed", evidence.min_decisions - n)
-    pos_rate = n_pos_eff / n if n else 0.0
-    if n_pos_eff < evidence.min_positives:
-        more = math.ceil((evidence.min_positives - n_pos_eff) / pos_rate) if pos_rate > 0 else evidence.min_decisions
-        return refuse(f"{n_pos_eff:.1f} effective confirmed decisions, fewer than {evidence.min_positives:g}", more)
+    confirmed = float(y.sum())
+    pos_rate = confirmed / n if n else 0.0
+    if confirmed < evidence.min_positives:  # raw count: the weights' share of doubt is in the intervals
+        more = math.ceil((evidence.min_positives - confirmed) / pos_rate) if pos_rate > 0 else evidence.min_decisions
+        return refuse(f"{confirmed:g} confirmed decisions, fewer than {evidence.min_positives:g}", more)
 
     # best recall among thresholds whose point precision reaches the target
     cands = np.unique(s[y > 0])[::-1]
