@@ -9,7 +9,9 @@ and turns every confirm/reject verdict into one row per (post, label):
   being recalibrated count: another version's scores are on another scale);
 * ``verdict``: 1 confirm, 0 reject; when reviewers disagree, the mean of each reviewer's latest
   verdict, so the disagreement stays visible as a fraction; ``unsure`` is no evidence and is dropped;
-* ``weight``: 1 for a flagged post (all of them go to review), ``sampling_weight`` for an audit one;
+* ``weight``: 1 for a flagged post (all of them go to review), ``sampling_weight`` for an audit one,
+  times the inverse share of review items decided in its stratum (:func:`review_coverage`: the queue
+  is rarely empty, and reviewers take high scores first);
 * ``feed``: the source topic of the post.
 
 The joining is pure (:func:`join`) and tested without a broker; :func:`read_rows` adds the I/O.
@@ -43,6 +45,7 @@ class Joined:
     posts: int = 0
     skipped: Counter = field(default_factory=Counter)  # reason -> count of (post, label) verdicts not used
     disagreements: int = 0  # (post, label) pairs on which reviewers' latest verdicts differ
+    undecided: dict[str, int] = field(default_factory=dict)  # review items in strata with no decision at all
     per_post: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> review record + verdicts
 
     def provenance(self, decisions_topic: str, review_topic: str) -> dict[str, Any]:
@@ -50,7 +53,8 @@ class Joined:
                 "decisions": self.decisions_used, "decision_ids_sha256": self.decision_ids_sha256,
                 "first_decided_at": self.first_decided_at, "last_decided_at": self.last_decided_at,
                 "posts": self.posts, "rows": len(self.rows), "audit_rows": sum(r.audit for r in self.rows),
-                "disagreements": self.disagreements, "skipped": dict(self.skipped)}
+                "disagreements": self.disagreements, "skipped": dict(self.skipped),
+                "unrepresented_review_items": dict(self.undecided)}
 
 
 def latest_reviews(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -77,6 +81,45 @@ def verdict_table(decisions: Iterable[Decision]) -> tuple[dict[tuple[str, str], 
     return {k: {r: v for r, (_, v) in by.items()} for k, by in table.items()}, used
 
 
+def _top(rec: Mapping[str, Any]) -> float:
+    vals = [float(v) for v in (rec.get("scores") or {}).values() if isinstance(v, (int, float))]
+    return max(vals) if vals else 0.0
+
+
+def review_coverage(reviews: Mapping[str, Mapping[str, Any]], decided: set[str],
+                    model: Mapping[str, str] | None, bins: int = 5) -> tuple[dict[str, float], dict[str, int]]:
+    """Post-stratified inverse share of review items that were decided: id -> factor (>= 1).
+
+    The estimator's weights assume every review item (flagged, or audit-drawn) is decided. A queue is
+    never empty and the console serves the highest scores first, so the decided ones are a subset
+    skewed to high scores. Within each (feed, flagged/audit, top-score quintile) stratum the decided
+    items stand for the undecided ones too: their weight is multiplied by n_items / n_decided. Strata
+    with no decided item at all are reported (``undecided``) because nothing can stand for them.
+    """
+    strata: dict[tuple[str, bool], list[tuple[float, str]]] = defaultdict(list)
+    for pid, rec in reviews.items():
+        rmodel = rec.get("model") or {}
+        if model is not None and (rmodel.get("name"), rmodel.get("version")) != (model.get("name"), model.get("version")):
+            continue
+        feed = str((rec.get("source") or {}).get("topic") or "?")
+        strata[(feed, rec.get("audit") is True)].append((_top(rec), pid))
+    factor: dict[str, float] = {}
+    undecided: Counter = Counter()
+    for (feed, audit), items in strata.items():
+        items.sort()
+        n = len(items)
+        for b in range(bins):
+            chunk = items[b * n // bins:(b + 1) * n // bins]
+            done = [pid for _, pid in chunk if pid in decided]
+            if not done:
+                if chunk:
+                    undecided[f"{feed}:{'audit' if audit else 'flagged'}"] += len(chunk)
+                continue
+            for pid in done:
+                factor[pid] = len(chunk) / len(done)
+    return factor, dict(undecided)
+
+
 def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision],
          model: Mapping[str, str] | None = None, labels: Iterable[str] | None = None) -> Joined:
     """Estimator rows from review records (id -> record) and decisions; see the module docstring."""
@@ -88,6 +131,8 @@ def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision]
     out.decision_ids_sha256 = hashlib.sha256("\n".join(ids).encode()).hexdigest()
     times = sorted(d.decided_at for d in used)
     out.first_decided_at, out.last_decided_at = (times[0], times[-1]) if times else (None, None)
+    decided = {pid for (pid, label), by in table.items() if any(v != "unsure" for v in by.values())}
+    coverage, out.undecided = review_coverage(reviews, decided, model)
     for (pid, label), by_reviewer in sorted(table.items()):
         if wanted is not None and label not in wanted:
             out.skipped["unknown_label"] += 1
@@ -117,6 +162,7 @@ def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision]
             out.disagreements += 1
         verdict = sum(v == "confirm" for v in votes) / len(votes)
         feed = str((rec.get("source") or {}).get("topic") or "?")
+        weight *= coverage.get(pid, 1.0)
         out.rows.append(Row(float(score), verdict, weight, label, feed, audit))
         entry = out.per_post.setdefault(pid, {"record": rec, "verdicts": {}})
         entry["verdicts"][label] = dict(by_reviewer)
@@ -196,4 +242,4 @@ def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[s
     return joined
 
 
-__all__ = ["Joined", "latest_reviews", "verdict_table", "join", "export_rows", "read_topics", "read_rows"]
+__all__ = ["Joined", "latest_reviews", "verdict_table", "review_coverage", "join", "export_rows", "read_topics", "read_rows"]

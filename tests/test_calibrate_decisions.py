@@ -177,3 +177,22 @@ def test_join_keeps_disagreement_and_drops_other_versions():
     assert rows[(0.9, 1.0)].verdict == 0.5 and j.disagreements == 1
     assert rows[(0.2, 10.0)].verdict == 1.0 and rows[(0.2, 10.0)].audit
     assert j.skipped["other_model_version"] == 1 and len(j.rows) == 2
+
+
+def test_undecided_review_items_are_stood_for_by_the_decided_ones_in_their_stratum():
+    """Half the flagged posts of a score stratum decided: each decided one weighs 2; a stratum with no
+    decision is reported, not silently dropped."""
+    model = {"name": "m", "version": "1"}
+    reviews = latest_reviews(
+        [{"id": f"f{i}", "scores": {"sectarian": 0.5 + i / 100}, "model": model, "source": {"topic": "f"},
+          "labels": ["sectarian"]} for i in range(10)])
+
+    def dec(pid):
+        return parse_decision(decision_record(build_decision(
+            [Reviewed({"id": pid}, ReviewRef(pid, "r", 0, 0))], {"sectarian": "confirm"}, "r1")).value)
+
+    # quintiles of 10 items: (f0,f1) (f2,f3) ... ; decide f0 only in the first, both in the last, none in the middle
+    j = join(reviews, [dec("f0"), dec("f8"), dec("f9"), dec("f2"), dec("f3"), dec("f4"), dec("f5")], model, ["sectarian"])
+    w = {r.score: r.weight for r in j.rows}
+    assert w[0.5] == 2.0 and w[0.58] == 1.0 and w[0.59] == 1.0 and w[0.52] == 1.0
+    assert j.undecided == {"f:flagged": 2} and j.provenance("d", "r")["unrepresented_review_items"] == {"f:flagged": 2}
