@@ -155,7 +155,8 @@ def main() -> int:
         ax.axhline(target, color="tab:blue", ls=":", lw=1, label=f"target precision {target:.2f}")
         ax.axhline(base_r, color="tab:orange", ls="--", lw=1, label=f"recall at shipped threshold {base_r:.2f}")
         ax.set_xscale("log")
-        ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
+        ax.set_xticks(BUDGETS, [str(b) if b <= min(QUEUE) else f"{b}\n(queue: {min(QUEUE)}-{max(QUEUE)})"
+                                for b in BUDGETS])
         ax.set_xlabel("decisions (flagged + audit, arrival order)")
         ax.set_ylim(0, 1.02)
         ax.set_title(f"{args.label} on gab_hate_corpus (unseen): {args.runs} runs", fontsize=9)
