@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                     flagged.append(msg)
         finally:
             consumer.close(autocommit=False)
+        audit = [m for m in flagged if m.get("audit") is True]  # issue 18: unflagged posts sampled for review
+        flagged = [m for m in flagged if m.get("audit") is not True]
         print(f"\n=== flagged for review ({len(flagged)}) ===\n")
         for msg in sorted(flagged, key=lambda m: str(m.get("id"))):
             print(render_review(msg) + "\n")
@@ -138,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"scored (verdicts):      {len(verdicts)}")
         print(f"flagged for review:     {len(flagged)}  ("
               + (", ".join(f"{k} {v}" for k, v in sorted(labels.items())) or "none") + ")")
+        if audit:
+            print(f"audit sample:           {len(audit)}  (unflagged posts sent to review with a known weight)")
         print(f"dead-lettered:          {len(dead)}  ("
               + (", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) or "none") + ")")
         for d in sorted(dead, key=lambda d: d.source.offset):
