@@ -233,7 +233,7 @@ def test_demo_ends_with_the_console_address_and_serves_decisions(linear_model_di
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
     env.update(FLAGSTREAM_CONSOLE_PORT="0", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "demo", "--model", str(linear_model_dir)],
+    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "demo", "--console", "--model", str(linear_model_dir)],
                             env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         lines = []
