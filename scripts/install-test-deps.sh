@@ -5,7 +5,7 @@
 # engine's tests run a real local-mode Spark). Idempotent and quiet.
 # In CI (CI set to anything but ""/0/false/no, or FLAGSTREAM_REQUIRE_TLS_TESTS=1) a package that
 # cannot be installed fails the build: the TLS suite must run there every time. Elsewhere (no root,
-# no network) it warns and exits 0, and the TLS tests skip with the reason.
+# no network) it warns and exits 0, and the TLS, browser and Spark tests skip with the reason.
 set -u
 strict=0
 for v in "${CI:-}" "${FLAGSTREAM_REQUIRE_TLS_TESTS:-}"; do

@@ -36,7 +36,7 @@ def test_installer_fails_in_ci_when_it_cannot_install(tmp_path: Path) -> None:
 def test_installer_only_warns_outside_ci(tmp_path: Path) -> None:
     out = _run_installer(tmp_path, CI="false")
     assert out.returncode == 0
-    assert "TLS tests will be skipped" in out.stderr
+    assert "TLS/browser/Spark tests will be skipped" in out.stderr and "stunnel4" in out.stderr
 
 
 def test_a_missing_tls_tool_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
