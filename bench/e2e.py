@@ -184,8 +184,8 @@ def measure_latency(bootstrap: str, model_dir: Path, texts: Sequence[str], rate:
 def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: float, threads: int) -> dict:
     """Both measurements on one embedded broker; ``{"skipped": reason}`` when the pieces are missing."""
     try:
-        from streaming.broker import EmbeddedBroker
-        import streaming.pipeline  # noqa: F401 - the stream command's engine
+        from flagstream.streaming.broker import EmbeddedBroker
+        import flagstream.streaming.pipeline  # noqa: F401 - the stream command's engine
     except ImportError as exc:
         return {"skipped": f"streaming pipeline not available ({exc})"}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLAGSTREAM_SCORING_THREADS": str(threads),

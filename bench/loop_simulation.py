@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from classifier.feedback import Evidence, Row, propose  # noqa: E402
-from streaming.audit import AuditPolicy, audit_fields  # noqa: E402
+from flagstream.classifier.feedback import Evidence, Row, propose  # noqa: E402
+from flagstream.streaming.audit import AuditPolicy, audit_fields  # noqa: E402
 
 BUDGETS = (50, 100, 300, 1000)
 
@@ -49,8 +49,8 @@ def load_gab(data_dir: Path) -> tuple[list[str], np.ndarray]:
 
 
 def scores_for(model_dir: Path, texts: list[str], label: str) -> np.ndarray:
-    from classifier.manifest import read_manifest
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.scoring import load_scorer
 
     m = read_manifest(model_dir)
     key = hashlib.sha256((m.name + m.version + "\n".join(texts)).encode()).hexdigest()[:16]
@@ -108,7 +108,7 @@ def main() -> int:
     ap.add_argument("--audit-near-rate", type=float, default=0.10)
     ap.add_argument("--png", type=Path, default=None)
     args = ap.parse_args()
-    from classifier.manifest import read_manifest
+    from flagstream.classifier.manifest import read_manifest
 
     if not (args.data_dir / "gab_hate_corpus").is_dir():
         print(f"no {args.data_dir}/gab_hate_corpus; nothing to simulate")

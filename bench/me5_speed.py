@@ -15,7 +15,7 @@ import statistics
 import time
 from pathlib import Path
 
-from classifier.normalize import normalize_text
+from flagstream.classifier.normalize import normalize_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,10 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-length", type=int, default=128)
     args = p.parse_args(argv)
 
-    from classifier.e5.model import _plain_encoder, load_tokenizer
-    from classifier.manifest import read_manifest
-    from classifier.runtime import InferenceEngine
-    from classifier.transformer import MultiLabelEncoder, load_model
+    from flagstream.classifier.e5.model import _plain_encoder, load_tokenizer
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.runtime import InferenceEngine
+    from flagstream.classifier.transformer import MultiLabelEncoder, load_model
 
     texts = []
     for line in args.posts.read_text(encoding="utf-8").splitlines():

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from classifier.manifest import ModelManifest, read_manifest, write_manifest
-from classifier.transformer import MultiLabelEncoder, load_base, load_model, save_weights
+from flagstream.classifier.manifest import ModelManifest, read_manifest, write_manifest
+from flagstream.classifier.transformer import MultiLabelEncoder, load_base, load_model, save_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "flagstream-minilm"

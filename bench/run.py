@@ -83,9 +83,9 @@ def parity(ref: np.ndarray, other: np.ndarray, thresholds: np.ndarray) -> dict:
 def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
     import torch
 
-    from classifier.normalize import normalize_text
-    from classifier.runtime import native_bf16
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.normalize import normalize_text
+    from flagstream.classifier.runtime import native_bf16
+    from flagstream.classifier.scoring import load_scorer
     from model import baseline_pipeline, pipeline_probs
     from roofline import encoder_flops_per_post, matmul_flops, model_shape
 
@@ -203,9 +203,9 @@ def bench_cascade(args, model_dir: Path, threads: int) -> dict:
     on every label are called benign without the transformer. The threshold is the highest that keeps
     >= 99.5% of the transformer's flags on a validation feed; speed-up and recall are then measured on a
     test feed (90% benign posts). Recall is against the transformer's own flags: what the cascade loses."""
-    from classifier.data import load_corpus, targets
-    from classifier.linear import LinearModel
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.data import load_corpus, targets
+    from flagstream.classifier.linear import LinearModel
+    from flagstream.classifier.scoring import load_scorer
 
     if not Path(args.data_dir).is_dir():
         return {"skipped": "needs ../shared/data to train the linear stage"}
@@ -250,7 +250,7 @@ def bench_cascade(args, model_dir: Path, threads: int) -> dict:
 
 def train_linear_standin(root: Path, n: int) -> Path:
     """A linear model on synthetic posts with keyword labels: realistic cost, not a real classifier."""
-    from classifier.linear import LinearModel
+    from flagstream.classifier.linear import LinearModel
     from texts import synthetic_texts
 
     texts = synthetic_texts(n, seed=99)
@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     if s and not args.cascade:
         skip.add("cascade")  # the cascade trains a linear model on the corpus: not smoke-sized
 
-    from classifier.runtime import default_threads
+    from flagstream.classifier.runtime import default_threads
     from model import resolve_model_dir
     from texts import bench_texts
 

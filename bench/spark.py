@@ -105,9 +105,9 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
-    from classifier.manifest import MANIFEST_NAME
-    from classifier.rescore_rows import InputRow, Limits
-    from classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows, sha256_bytes,
+    from flagstream.classifier.manifest import MANIFEST_NAME
+    from flagstream.classifier.rescore_rows import InputRow, Limits
+    from flagstream.classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows, sha256_bytes,
                                           spark_output_schema, spark_session)
 
     spark = spark_session(master, 4096)

@@ -33,7 +33,7 @@ class LosoPlan:
     target: float = 0.90
 
     def held_out(self) -> list[str]:
-        from classifier.loso import LOSO_DEFAULT
+        from flagstream.classifier.loso import LOSO_DEFAULT
 
         return list(self.sources) if self.sources else list(LOSO_DEFAULT)
 
@@ -47,7 +47,7 @@ class Assessment:
 
 def load(data_dir: Path) -> Any:
     """The labelled corpus under ``data_dir`` with its fixed split (a ``datasets.Dataset``)."""
-    from classifier.data import load_corpus
+    from flagstream.classifier.data import load_corpus
 
     try:
         return load_corpus(data_dir)  # SPLIT_SEED: the split every model is judged on
@@ -62,8 +62,8 @@ def loso_target(target_precision: str | None) -> float:
 
 def loso_only(ds: Any, out_dir: Path, plan: LosoPlan) -> Path:
     """Run LOSO alone on the corpus ``ds`` and write ``out_dir/loso.json``."""
-    from classifier.loso import loso
-    from classifier.report import jsonable
+    from flagstream.classifier.loso import loso
+    from flagstream.classifier.report import jsonable
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lo = loso(ds, plan.held_out(), steps=plan.steps, target=plan.target, seed=SEED, transformer=plan.transformer,
@@ -81,18 +81,18 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
     ``plan`` None = no LOSO; ``loso_from`` reuses an earlier ``loso.json`` instead. ``write_card`` rewrites
     the model directory's MODEL_CARD.md from this report.
     """
-    from classifier.data import report, targets
-    from classifier.card import model_card
-    from classifier.evaluate import choose_thresholds, evaluate_split, fit_baseline, recall_matched_thresholds, trusted
-    from classifier.functional.suite import run_suite, write_results
-    from classifier.loso import loso, pool_loso
-    from classifier.plots import plot_curves
-    from classifier.report import write_report
-    from classifier.fit import parse_targets
-    from classifier.labels import LABELS
-    from classifier.manifest import read_manifest
-    from classifier.metrics import binary_metrics
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.data import report, targets
+    from flagstream.classifier.card import model_card
+    from flagstream.classifier.evaluate import choose_thresholds, evaluate_split, fit_baseline, recall_matched_thresholds, trusted
+    from flagstream.classifier.functional.suite import run_suite, write_results
+    from flagstream.classifier.loso import loso, pool_loso
+    from flagstream.classifier.plots import plot_curves
+    from flagstream.classifier.report import write_report
+    from flagstream.classifier.fit import parse_targets
+    from flagstream.classifier.labels import LABELS
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.metrics import binary_metrics
+    from flagstream.classifier.scoring import load_scorer
 
     scorer = load_scorer(model_dir)
     info = scorer.info
@@ -152,10 +152,10 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
 
 def merge_loso(model_dir: Path, out_dir: Path, loso_json: Path, write_card: bool = False) -> Path:
     """Attach a separately computed loso.json to the report.json in ``out_dir``; rewrite report (and card)."""
-    from classifier.card import model_card
-    from classifier.loso import pool_loso
-    from classifier.manifest import read_manifest
-    from classifier.report import write_report
+    from flagstream.classifier.card import model_card
+    from flagstream.classifier.loso import pool_loso
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.report import write_report
 
     manifest = read_manifest(Path(model_dir))
     report_json = out_dir / "report.json"
@@ -175,9 +175,9 @@ def functional(model_dir: Path, out_dir: Path, write_card: bool = False) -> tupl
     ``write_card`` puts the table into the model card (see :func:`classifier.card.write_functional`).
     Returns the result, the markdown path and what was done to the card.
     """
-    from classifier.card import write_functional
-    from classifier.functional.suite import run_suite, write_results
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.card import write_functional
+    from flagstream.classifier.functional.suite import run_suite, write_results
+    from flagstream.classifier.scoring import load_scorer
 
     result = run_suite(load_scorer(model_dir))
     md = write_results(out_dir, result)

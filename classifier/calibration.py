@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.interface import probabilities
+from flagstream.classifier.interface import probabilities
 
 
 def _nll(z: np.ndarray, y: np.ndarray, t: float) -> float:
@@ -133,9 +133,9 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
               progress: bool = True) -> tuple[list[float], dict[str, float], dict[str, Any]]:
     """Per-label temperature and the threshold meeting each label's target precision on ``val``
     (a ``datasets.Dataset`` with trusted labels), plus the validation operating points."""
-    from classifier.data import targets as targets_of
-    from classifier.labels import LABELS
-    from classifier.runtime import predict_logits
+    from flagstream.classifier.data import targets as targets_of
+    from flagstream.classifier.labels import LABELS
+    from flagstream.classifier.runtime import predict_logits
 
     y_val = targets_of(val)
     z_val = predict_logits(model, tokenizer, list(val["text"]), max_length, progress=progress)

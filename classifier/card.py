@@ -19,8 +19,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from classifier.evaluate import target_of
-from classifier.metrics import fmt
+from flagstream.classifier.evaluate import target_of
+from flagstream.classifier.metrics import fmt
 
 TEMPLATES = Path(__file__).with_name("templates")
 DEFAULT_TEMPLATE = TEMPLATES / "model_card.md"
@@ -39,10 +39,10 @@ def model_card(manifest: Any, result: dict[str, Any], *, template: Path = DEFAUL
 
 def card_values(manifest: Any, result: dict[str, Any]) -> dict[str, Any]:
     """Every placeholder of the template, from the manifest, the evaluation result and the repository."""
-    from classifier.data import load_hand_labels, report_markdown
-    from classifier.labels import DEFINITIONS
-    from classifier.report import markdown_report, verdict
-    from classifier.sources import HARD_NEGATIVE_WEIGHT, ISIS_LEX_NEG_WEIGHT, ISIS_LEX_POS_WEIGHT, mapping_table
+    from flagstream.classifier.data import load_hand_labels, report_markdown
+    from flagstream.classifier.labels import DEFINITIONS
+    from flagstream.classifier.report import markdown_report, verdict
+    from flagstream.classifier.sources import HARD_NEGATIVE_WEIGHT, ISIS_LEX_NEG_WEIGHT, ISIS_LEX_POS_WEIGHT, mapping_table
 
     extra = manifest.extra
     tr = extra.get("training", {})
@@ -106,7 +106,7 @@ def operating_points(val: dict[str, Any]) -> str:
 
 def functional_section(functional: dict[str, Any]) -> str:
     """The functional suite's section of a card (heading included), from a stored suite result."""
-    from classifier.functional.suite import FUNCTIONAL_HEADING, markdown_summary
+    from flagstream.classifier.functional.suite import FUNCTIONAL_HEADING, markdown_summary
 
     return f"{FUNCTIONAL_HEADING}\n\n{markdown_summary(functional)}"
 
@@ -138,7 +138,7 @@ def write_functional(model_dir: Path, functional: dict[str, Any], report_json: P
     """
     import json
 
-    from classifier.manifest import read_manifest
+    from flagstream.classifier.manifest import read_manifest
 
     card_path = Path(model_dir) / "MODEL_CARD.md"
     if report_json is not None and report_json.exists():
@@ -150,7 +150,7 @@ def write_functional(model_dir: Path, functional: dict[str, Any], report_json: P
     if not card_path.exists():
         raise FileNotFoundError(f"{card_path} does not exist and there is no report.json to render it from; "
                                 "run flagstream evaluate --write-card first")
-    from classifier.functional.suite import FUNCTIONAL_HEADING
+    from flagstream.classifier.functional.suite import FUNCTIONAL_HEADING
 
     card = card_path.read_text(encoding="utf-8")
     card_path.write_text(replace_section(card, FUNCTIONAL_HEADING, functional_section(functional)), encoding="utf-8")

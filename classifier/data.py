@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from classifier.labels import LABELS
-from classifier.normalize import dedup_key, normalize_text
-from classifier.sources import HARD_NEGATIVE_WEIGHT, SOURCES, Source, is_hard_negative
-from classifier.splits import SPLIT_SEED, split_column
+from flagstream.classifier.labels import LABELS
+from flagstream.classifier.normalize import dedup_key, normalize_text
+from flagstream.classifier.sources import HARD_NEGATIVE_WEIGHT, SOURCES, Source, is_hard_negative
+from flagstream.classifier.splits import SPLIT_SEED, split_column
 
 log = logging.getLogger(__name__)
 

@@ -16,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from classifier.calibration import (
+from flagstream.classifier.calibration import (
     expected_calibration_error,
     reliability,
     threshold_for_best_f1,
     threshold_for_precision,
     threshold_for_recall,
 )
-from classifier.data import load_hand_labels, targets
-from classifier.labels import LABELS
-from classifier.metrics import binary_metrics
-from classifier.sources import is_hard_negative
+from flagstream.classifier.data import load_hand_labels, targets
+from flagstream.classifier.labels import LABELS
+from flagstream.classifier.metrics import binary_metrics
+from flagstream.classifier.sources import is_hard_negative
 
 
 def trusted(ds: Any, split: str | None = None) -> Any:
@@ -68,7 +68,7 @@ def recall_matched_thresholds(probs: np.ndarray, y: np.ndarray, recalls: dict[st
 
 
 def fit_baseline(train: Any, seed: int = 13):
-    from classifier.linear import LinearModel
+    from flagstream.classifier.linear import LinearModel
 
     return LinearModel.fit(list(train["text"]), targets(train), seed=seed,
                            sample_weight=np.asarray(train["weight"], dtype=np.float64))

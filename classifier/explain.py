@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from classifier.scoring import Scorer
+from flagstream.classifier.scoring import Scorer
 
 _WORD = re.compile(r"\S+")
 MAX_WORDS = 64  # occlude at most this many words per post (long posts: the first 64), bounding the cost

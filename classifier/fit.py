@@ -33,7 +33,7 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
 
     Raises :class:`~flagstream.errors.UserError` (one line naming ``--target-precision``) on a bad value.
     """
-    from classifier.labels import LABELS
+    from flagstream.classifier.labels import LABELS
 
     if isinstance(value, dict):
         out = {k: float(v) for k, v in value.items()}
@@ -66,17 +66,17 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
                  data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME, base: str = "minilm",
                  val_rows: int = 0) -> dict[str, Any]:
     """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
-    from classifier.calibration import calibrate
-    from classifier.data import targets as targets_of
-    from classifier.labels import LABELS
-    from classifier.manifest import ModelManifest, write_manifest
-    from classifier.train import Trainer
-    from classifier.transformer import BASE_NAME, base_files, config_hash, load_base, save_weights
+    from flagstream.classifier.calibration import calibrate
+    from flagstream.classifier.data import targets as targets_of
+    from flagstream.classifier.labels import LABELS
+    from flagstream.classifier.manifest import ModelManifest, write_manifest
+    from flagstream.classifier.train import Trainer
+    from flagstream.classifier.transformer import BASE_NAME, base_files, config_hash, load_base, save_weights
 
     base_extra: dict[str, Any] = {}
     if base == "me5":  # the multilingual base: same recipe, another encoder and a LoRA adapter (classifier/e5)
-        from classifier.e5 import base as e5_base
-        from classifier.e5 import model as e5_model
+        from flagstream.classifier.e5 import base as e5_base
+        from flagstream.classifier.e5 import model as e5_model
 
         BASE_NAME = e5_base.BASE_NAME  # noqa: N806
         load_base, save_weights = e5_model.load_base, e5_model.save_weights
@@ -133,10 +133,10 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     """
     import shutil
 
-    from classifier.calibration import calibrate
-    from classifier.evaluate import trusted
-    from classifier.manifest import read_manifest, write_manifest
-    from classifier.transformer import load_model
+    from flagstream.classifier.calibration import calibrate
+    from flagstream.classifier.evaluate import trusted
+    from flagstream.classifier.manifest import read_manifest, write_manifest
+    from flagstream.classifier.transformer import load_model
 
     targets = parse_targets(target_precision)
     src, out = Path(model_dir), Path(output)

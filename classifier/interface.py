@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from classifier.labels import LABELS
+from flagstream.classifier.labels import LABELS
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from classifier.interface import ModelInfo, probabilities
-from classifier.labels import LABELS
-from classifier.manifest import ModelDirError, ModelManifest, write_manifest
-from classifier.normalize import normalize_text
+from flagstream.classifier.interface import ModelInfo, probabilities
+from flagstream.classifier.labels import LABELS
+from flagstream.classifier.manifest import ModelDirError, ModelManifest, write_manifest
+from flagstream.classifier.normalize import normalize_text
 
 WORD_PARAMS = dict(analyzer="word", ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True, lowercase=True)
 CHAR_PARAMS = dict(analyzer="char_wb", ngram_range=(2, 5), min_df=3, max_features=300_000, sublinear_tf=True, lowercase=True)

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from classifier.calibration import fit_temperature
-from classifier.data import targets
-from classifier.evaluate import choose_f1_thresholds, choose_thresholds, fit_baseline
-from classifier.interface import probabilities
-from classifier.labels import LABELS
-from classifier.metrics import binary_metrics, fmt
+from flagstream.classifier.calibration import fit_temperature
+from flagstream.classifier.data import targets
+from flagstream.classifier.evaluate import choose_f1_thresholds, choose_thresholds, fit_baseline
+from flagstream.classifier.interface import probabilities
+from flagstream.classifier.labels import LABELS
+from flagstream.classifier.metrics import binary_metrics, fmt
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
 
     Both models see the same (sub-sampled, ``max_train``) training rows of a fold, so the comparison is fair.
     """
-    from classifier.splits import leave_one_source_out
+    from flagstream.classifier.splits import leave_one_source_out
 
     rng = np.random.default_rng(seed)
     out: dict[str, Any] = {"steps": steps, "max_train": max_train, "max_test": max_test, "target": target, "folds": {}}
@@ -59,9 +59,9 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
             pv, pt = bm.predict_proba(list(val["text"])), bm.predict_proba(list(test["text"]))
             fold["baseline"] = _operating_points(pv, yv, pt, yt, target)
         if transformer:
-            from classifier.runtime import predict_logits
-            from classifier.train import TrainConfig, Trainer
-            from classifier.transformer import load_base
+            from flagstream.classifier.runtime import predict_logits
+            from flagstream.classifier.train import TrainConfig, Trainer
+            from flagstream.classifier.transformer import load_base
 
             cfg = TrainConfig(max_steps=steps, seed=seed, checkpoint_every=10**9)
             model, tok = load_base(len(LABELS), seed)

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from classifier.normalize import NORMALIZER_VERSION
+from flagstream.classifier.normalize import NORMALIZER_VERSION
 from flagstream.errors import UserError
 
 MANIFEST_NAME = "manifest.json"

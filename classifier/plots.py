@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from classifier.calibration import expected_calibration_error, reliability
-from classifier.data import targets
-from classifier.labels import LABELS
+from flagstream.classifier.calibration import expected_calibration_error, reliability
+from flagstream.classifier.data import targets
+from flagstream.classifier.labels import LABELS
 
 
 def plot_curves(out_dir: Path, test: Any, candidates: dict[str, np.ndarray], thresholds: dict[str, dict[str, float]]) -> list[str]:

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from classifier.feedback import Proposal
-from classifier.manifest import ModelManifest, read_manifest, write_manifest
+from flagstream.classifier.feedback import Proposal
+from flagstream.classifier.manifest import ModelManifest, read_manifest, write_manifest
 
 
 def bump_version(version: str) -> str:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from classifier.evaluate import target_of, targets_text
-from classifier.labels import LABELS
-from classifier.metrics import fmt
+from flagstream.classifier.evaluate import target_of, targets_text
+from flagstream.classifier.labels import LABELS
+from flagstream.classifier.metrics import fmt
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.rescore_io import (
+from flagstream.classifier.rescore_io import (
     JsonlOutput,
     ParquetOutput,
     RescoreError,
@@ -37,8 +37,8 @@ from classifier.rescore_io import (
     input_columns,
     iter_rows,
 )
-from classifier.rescore_rows import Limits, judge, rescore_block
-from classifier.scoring import Scorer
+from flagstream.classifier.rescore_rows import Limits, judge, rescore_block
+from flagstream.classifier.scoring import Scorer
 
 HEAD_BYTES = 1 << 20  # how much of the input the run record hashes (with its size: cheap, and catches edits)
 RUN_RECORD_KIND = "flagstream-rescore-run/1"

@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from classifier.rescore_rows import InputRow, output_schema, to_parquet_row
-from streaming.schemas import Rejection
+from flagstream.classifier.rescore_rows import InputRow, output_schema, to_parquet_row
+from flagstream.streaming.schemas import Rejection
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from classifier.scoring import Scorer, flagged_labels, scores_dict
-from streaming.schemas import (
+from flagstream.classifier.scoring import Scorer, flagged_labels, scores_dict
+from flagstream.streaming.schemas import (
     MAX_ID_CHARS,
     OPTIONAL_FIELDS,
     Post,

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from classifier.interface import ModelInfo, Scorer, flagged_labels, scores_dict
-from classifier.manifest import ModelDirError, ModelManifest, read_manifest
+from flagstream.classifier.interface import ModelInfo, Scorer, flagged_labels, scores_dict
+from flagstream.classifier.manifest import ModelDirError, ModelManifest, read_manifest
 
 __all__ = ["ModelInfo", "Scorer", "flagged_labels", "info_from_manifest", "load_scorer", "scores_dict"]
 
@@ -34,11 +34,11 @@ def load_scorer(
     manifest = read_manifest(Path(model_dir), expected_sha256=manifest_sha256)
     info = info_from_manifest(manifest, thresholds)
     if manifest.kind == "linear":
-        from classifier.linear import LinearScorer
+        from flagstream.classifier.linear import LinearScorer
 
         return LinearScorer.load(manifest, info)
     if manifest.kind == "transformer":
-        from classifier.transformer import TransformerScorer  # imports torch, lazily
+        from flagstream.classifier.transformer import TransformerScorer  # imports torch, lazily
 
         return TransformerScorer.load(manifest, info, **backend_options)
     raise ModelDirError(f"{model_dir}: unknown model kind {manifest.kind!r} (expected linear or transformer)")

@@ -104,7 +104,7 @@ def _csv(path: Path, delimiter: str = ",") -> Iterator[dict[str, str]]:
 
 def read_isis(root: Path) -> Iterator[Row]:
     """Account-level weak positives; the group is the account so no account spans two splits."""
-    from classifier.normalize import normalize_text
+    from flagstream.classifier.normalize import normalize_text
 
     for i, r in enumerate(_csv(root / "tweets.csv")):
         lex = isis_rule(normalize_text(r["tweets"]))

@@ -41,10 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from classifier.rescore import RescoreSummary
-from classifier.rescore_io import BOM, RescoreError
-from classifier.rescore_rows import InputRow, Limits, output_schema, rescore_block, to_parquet_row
-from classifier.scoring import Scorer
+from flagstream.classifier.rescore import RescoreSummary
+from flagstream.classifier.rescore_io import BOM, RescoreError
+from flagstream.classifier.rescore_rows import InputRow, Limits, output_schema, rescore_block, to_parquet_row
+from flagstream.classifier.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def executor_scorer(spec: ModelSpec, threads: int) -> Scorer:
     scorer = _SCORERS.get(spec.key)
     if scorer is not None:
         return scorer
-    from classifier.manifest import MANIFEST_NAME, ModelDirError
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.manifest import MANIFEST_NAME, ModelDirError
+    from flagstream.classifier.scoring import load_scorer
 
     root = executor_model_dir(spec)
     got = sha256_bytes(root / MANIFEST_NAME) if (root / MANIFEST_NAME).is_file() else "missing"
@@ -343,8 +343,8 @@ def rescore_spark(
     (where each failing task leaves a mark), makes every task's first attempt fail after it has
     produced part of its output, to prove that a retried task changes nothing.
     """
-    from classifier.manifest import MANIFEST_NAME, read_manifest
-    from classifier.scoring import info_from_manifest
+    from flagstream.classifier.manifest import MANIFEST_NAME, read_manifest
+    from flagstream.classifier.scoring import info_from_manifest
 
     input_path, output_path = str(input_path), str(output_path)
     fmt = input_format(input_path, fmt)

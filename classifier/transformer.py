@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from classifier.interface import ModelInfo, probabilities
-from classifier.manifest import ModelDirError, ModelManifest
-from classifier.normalize import normalize_text
-from classifier.runtime import InferenceEngine
+from flagstream.classifier.interface import ModelInfo, probabilities
+from flagstream.classifier.manifest import ModelDirError, ModelManifest
+from flagstream.classifier.normalize import normalize_text
+from flagstream.classifier.runtime import InferenceEngine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,7 +34,7 @@ HEAD_FILE = "head.safetensors"
 FROZEN = ("embeddings.word_embeddings.weight",)
 # Models on other bases: manifest ``extra.base_kind`` -> the module whose ``load_model(manifest)`` builds them
 # (imported by name so this module, which they build on, does not import them back).
-OTHER_BASES = {"e5": "classifier.e5.model"}
+OTHER_BASES = {"e5": "flagstream.classifier.e5.model"}
 
 
 def base_dir() -> Path:
@@ -81,14 +81,14 @@ def load_base(n_labels: int = 2, seed: int = 13):
 def base_files() -> dict[str, str]:
     """Full SHA-256 of every file of the packaged base (weights, tokenizer, configs): stored in the
     manifest at training time, compared at every load, so a swapped tokenizer is refused like swapped weights."""
-    from classifier.manifest import tree_digests
+    from flagstream.classifier.manifest import tree_digests
 
     return tree_digests(base_dir())
 
 
 def verify_base(manifest: ModelManifest) -> None:
     """Refuse a model whose base on this machine is not, file for file, the one it was trained on."""
-    from classifier.manifest import compare_digests
+    from flagstream.classifier.manifest import compare_digests
 
     expected = manifest.extra.get("base_files")
     if not isinstance(expected, dict) or not expected:

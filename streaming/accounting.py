@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from streaming.batching import Batcher
-from streaming.metrics import PipelineMetrics
-from streaming.steps import Batch
+from flagstream.streaming.batching import Batcher
+from flagstream.streaming.metrics import PipelineMetrics
+from flagstream.streaming.steps import Batch
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from classifier.explain import explain
-from classifier.scoring import Scorer
+from flagstream.classifier.explain import explain
+from flagstream.classifier.scoring import Scorer
 from flagstream.config import Settings
-from streaming.campaigns import CampaignTracker, rebuild_from_topic, tracker_from_settings
+from flagstream.streaming.campaigns import CampaignTracker, rebuild_from_topic, tracker_from_settings
 
 log = logging.getLogger(__name__)
 EXPLAIN_CACHE = 4096  # (text, labels) -> spans, least recently used dropped first

@@ -21,7 +21,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from streaming.metrics import PipelineMetrics
+from flagstream.streaming.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 

@@ -204,7 +204,7 @@ def tracker_from_settings(settings: Any) -> CampaignTracker:
 
 def rebuild_from_topic(tracker: CampaignTracker, consumer: Any, topic: str, now_ms: int) -> int:
     """Replay the review topic into ``tracker`` (joins no group; reads up to the high-watermark)."""
-    from streaming.review import decode, iter_topic
+    from flagstream.streaming.review import decode, iter_topic
 
     recs = (decode(r.value) for r in iter_topic(consumer, topic))
     return tracker.rebuild((r for r in recs if r is not None), now_ms)

@@ -46,7 +46,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from streaming.schemas import OutRecord
+from flagstream.streaming.schemas import OutRecord
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 
 from flagstream.config import Settings
-from streaming.schemas import (
+from flagstream.streaming.schemas import (
     Decision,
     Rejection,
     ReviewRef,
@@ -92,7 +92,7 @@ def dead_letter(rec: Any, rejection: Rejection, settings: Settings, dlq: KafkaPr
 
 def find_reviews(consumer: KafkaConsumer, topic: str, ids: Iterable[str], timeout_s: float = 10.0) -> dict[str, Reviewed]:
     """The latest review record of each wanted id (a full scan of the review topic, joining no group)."""
-    from streaming.review import decode, iter_topic
+    from flagstream.streaming.review import decode, iter_topic
 
     wanted = set(ids)
     found: dict[str, Reviewed] = {}
@@ -106,7 +106,7 @@ def find_reviews(consumer: KafkaConsumer, topic: str, ids: Iterable[str], timeou
 def read_decisions(consumer: KafkaConsumer, settings: Settings, dlq: KafkaProducer | None,
                    follow: bool = False) -> Iterator[Decision]:
     """Every valid decision from the beginning of the decisions topic (bad records dead-lettered)."""
-    from streaming.review import iter_topic
+    from flagstream.streaming.review import iter_topic
 
     for rec in iter_topic(consumer, settings.decisions_topic, follow=follow):
         decision = accept_decision(rec, settings, dlq)

@@ -28,7 +28,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streaming.schemas import HEADER_PREFIX, DeadLetter, now_iso, read_dead_letter
+from flagstream.streaming.schemas import HEADER_PREFIX, DeadLetter, now_iso, read_dead_letter
 
 REPLAY_OF = HEADER_PREFIX + "replay.of"
 REPLAYED_AT = HEADER_PREFIX + "replayed_at"
@@ -138,7 +138,7 @@ def already_replayed(consumer: KafkaConsumer, posts_topic: str, since: datetime 
                      timeout_s: float = 10.0) -> set[str]:
     """``flagstream.replay.of`` values present on the posts topic (from ``since`` on when the broker
     can look offsets up by time, else from the beginning)."""
-    from streaming.review import caught_up
+    from flagstream.streaming.review import caught_up
 
     parts = consumer.partitions_for_topic(posts_topic) or set()
     if not parts:

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from classifier.feedback import Row
-from streaming.audit import weight_of
-from streaming.schemas import Decision
+from flagstream.classifier.feedback import Row
+from flagstream.streaming.audit import weight_of
+from flagstream.streaming.schemas import Decision
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +215,9 @@ def export_rows(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[De
 
 def read_topics(settings: Any) -> tuple[dict[str, Mapping[str, Any]], list[Decision]]:
     """Latest review record per id and every valid decision, from the topics named in ``settings``."""
-    from streaming.clients import make_consumer, retry_until
-    from streaming.decisions import read_decisions
-    from streaming.review import decode, iter_topic
+    from flagstream.streaming.clients import make_consumer, retry_until
+    from flagstream.streaming.decisions import read_decisions
+    from flagstream.streaming.review import decode, iter_topic
 
     consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
     try:

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from streaming.metrics import PipelineMetrics
+from flagstream.streaming.metrics import PipelineMetrics
 
 log = logging.getLogger(__name__)
 

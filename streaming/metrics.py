@@ -38,9 +38,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 if hasattr(prometheus_client, "disable_created_metrics"):
     prometheus_client.disable_created_metrics()
 
-from classifier.scoring import ModelInfo
-from streaming.checkpoint import METRIC_ERROR_NAMES
-from streaming.schemas import ERROR_CLASSES
+from flagstream.classifier.scoring import ModelInfo
+from flagstream.streaming.checkpoint import METRIC_ERROR_NAMES
+from flagstream.streaming.schemas import ERROR_CLASSES
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

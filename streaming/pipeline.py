@@ -29,13 +29,13 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.errors import KafkaError
 
-from classifier.scoring import Scorer, load_scorer
+from flagstream.classifier.scoring import Scorer, load_scorer
 from flagstream.config import Settings
 from flagstream.errors import UserError
-from streaming.accounting import Books, PipelineStats
-from streaming.annotate import ReviewAnnotator
-from streaming.batching import Batcher, tps_str
-from streaming.checkpoint import (
+from flagstream.streaming.accounting import Books, PipelineStats
+from flagstream.streaming.annotate import ReviewAnnotator
+from flagstream.streaming.batching import Batcher, tps_str
+from flagstream.streaming.checkpoint import (
     Checkpoint,
     CheckpointCommitFailed,
     CheckpointCommitTimeout,
@@ -44,13 +44,13 @@ from streaming.checkpoint import (
     CheckpointProduceFailed,
     CheckpointRecordsRejected,
 )
-from streaming.clients import BrokerUnavailable
-from streaming.health import BrokerProbe, Health, HealthServer
-from streaming.metrics import PipelineMetrics
-from streaming.progress import ProgressLog
-from streaming.recovery import Backoff, Clients
-from streaming.routing import Router
-from streaming.steps import Batch, FailureBreaker, parse_batch, score_batch
+from flagstream.streaming.clients import BrokerUnavailable
+from flagstream.streaming.health import BrokerProbe, Health, HealthServer
+from flagstream.streaming.metrics import PipelineMetrics
+from flagstream.streaming.progress import ProgressLog
+from flagstream.streaming.recovery import Backoff, Clients
+from flagstream.streaming.routing import Router
+from flagstream.streaming.steps import Batch, FailureBreaker, parse_batch, score_batch
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-log = logging.getLogger("streaming.pipeline")
+log = logging.getLogger("flagstream.streaming.pipeline")
 
 
 class _Stats(Protocol):

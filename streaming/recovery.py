@@ -23,9 +23,9 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from flagstream.errors import UserError
-from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
-from streaming.security import ensure_transport
-from streaming.topics import ensure_topics
+from flagstream.streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+from flagstream.streaming.security import ensure_transport
+from flagstream.streaming.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streaming import schemas
-from streaming.audit import AuditPolicy, audit_fields, audited
-from streaming.checkpoint import Checkpoint, RejectedOutput
-from streaming.steps import Batch
+from flagstream.streaming import schemas
+from flagstream.streaming.audit import AuditPolicy, audit_fields, audited
+from flagstream.streaming.checkpoint import Checkpoint, RejectedOutput
+from flagstream.streaming.steps import Batch
 
 TOO_LARGE_REASON = "its review record does not fit max_message_bytes={limit} even without passthrough fields"
 

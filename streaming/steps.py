@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from classifier.scoring import Scorer, flagged_labels, scores_dict
-from streaming import schemas
+from flagstream.classifier.scoring import Scorer, flagged_labels, scores_dict
+from flagstream.streaming import schemas
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from streaming.broker import EmbeddedBroker
+from flagstream.streaming.broker import EmbeddedBroker
 from tests.support.model import train_linear_model
 from tests.support.process import StreamProcess
 from tests.support.topics import TopicSet

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
-from classifier.manifest import read_manifest
-from streaming.audit import AuditPolicy, audit_fields, mark_audit
-from streaming.decisions import Reviewed, build_decision
-from streaming.feedback import join, latest_reviews
-from streaming.schemas import Post, ReviewRef, Source, decision_record, parse_decision, review_record
+from flagstream.classifier.manifest import read_manifest
+from flagstream.streaming.audit import AuditPolicy, audit_fields, mark_audit
+from flagstream.streaming.decisions import Reviewed, build_decision
+from flagstream.streaming.feedback import join, latest_reviews
+from flagstream.streaming.schemas import Post, ReviewRef, Source, decision_record, parse_decision, review_record
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ from tests.support.kafka import post_bytes, produce, read_all
 from tests.support.model import PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread
 
-from streaming.campaigns import CampaignTracker, campaign_id_for, normalise
+from flagstream.streaming.campaigns import CampaignTracker, campaign_id_for, normalise
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -77,8 +77,8 @@ def test_pipeline_campaigns_survive_a_restart(topics):
 
 
 def test_occlusion_spans_point_at_the_words_that_drive_the_score(linear_model_dir):
-    from classifier.explain import delete_spans, explain
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.explain import delete_spans, explain
+    from flagstream.classifier.scoring import load_scorer
 
     scorer = load_scorer(linear_model_dir)
     texts = [PROPAGANDA_TEXT, "a quiet morning by the river"]

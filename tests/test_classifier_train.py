@@ -8,8 +8,8 @@ import pytest
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
 
-from classifier.scoring import load_scorer  # noqa: E402
-from classifier.train import TrainConfig, Trainer, make_batches  # noqa: E402
+from flagstream.classifier.scoring import load_scorer  # noqa: E402
+from flagstream.classifier.train import TrainConfig, Trainer, make_batches  # noqa: E402
 
 
 def _tiny() -> "datasets.Dataset":
@@ -24,7 +24,7 @@ def _tiny() -> "datasets.Dataset":
 
 
 def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
-    from classifier.fit import fit_and_save
+    from flagstream.classifier.fit import fit_and_save
 
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")
@@ -39,8 +39,8 @@ def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
-    from classifier.data import targets
-    from classifier.transformer import load_base
+    from flagstream.classifier.data import targets
+    from flagstream.classifier.transformer import load_base
 
     ds = _tiny()
     cfg = TrainConfig(max_steps=4, batch_size=8, max_length=16, checkpoint_every=2)
@@ -74,7 +74,7 @@ def test_batches_are_deterministic_and_cover_every_row():
 
 
 def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
-    from classifier.train import lr_lambdas
+    from flagstream.classifier.train import lr_lambdas
 
     body, body_nd, head = lr_lambdas(1000, 0.1, 100)
     assert body is body_nd
@@ -87,8 +87,8 @@ def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
 
 def test_another_training_seed_keeps_the_data_split(monkeypatch, tmp_path):
     """--seed changes initialisation and batch order, never which rows are held out (else the test set leaks)."""
-    import classifier.data
-    from classifier.splits import SPLIT_SEED
+    from flagstream.classifier import data as classifier_data
+    from flagstream.classifier.splits import SPLIT_SEED
     from flagstream.cli import build_parser
     from flagstream.commands import train as train_cmd
 
@@ -101,7 +101,7 @@ def test_another_training_seed_keeps_the_data_split(monkeypatch, tmp_path):
         seen["seed"] = seed
         raise Stop
 
-    monkeypatch.setattr(classifier.data, "load_corpus", fake_load_corpus)
+    monkeypatch.setattr(classifier_data, "load_corpus", fake_load_corpus)
     args = build_parser().parse_args(["train", "--seed", "7", "--data-dir", str(tmp_path), "--output", str(tmp_path / "m")])
     with pytest.raises(Stop):
         train_cmd.run(args)

@@ -22,11 +22,11 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from classifier.scoring import load_scorer
-from streaming.broker import EmbeddedBroker, free_port
-from streaming.checkpoint import Checkpoint, CheckpointRecordsRejected
-from streaming.recovery import Backoff
-from streaming.schemas import OutRecord, read_dead_letter
+from flagstream.classifier.scoring import load_scorer
+from flagstream.streaming.broker import EmbeddedBroker, free_port
+from flagstream.streaming.checkpoint import Checkpoint, CheckpointRecordsRejected
+from flagstream.streaming.recovery import Backoff
+from flagstream.streaming.schemas import OutRecord, read_dead_letter
 from tests.support.audit import wait_accounted
 from tests.support.kafka import broker_hides_aborted_records, metric_value, post_bytes, produce, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT

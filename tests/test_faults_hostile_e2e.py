@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from streaming.broker import EmbeddedBroker
+from flagstream.streaming.broker import EmbeddedBroker
 from tests.support.audit import Audit, Collector, report, wait_until_seen
 from tests.support.kafka import read_all
 from tests.support.process import StreamProcess, assert_running, tail
@@ -80,7 +80,7 @@ def hostile_records(seed: int = 3) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.timeout(300)
 def test_hostile_input_end_to_end(tmp_path, linear_model_dir) -> None:
-    from streaming.schemas import Post, parse_post, read_dead_letter
+    from flagstream.streaming.schemas import Post, parse_post, read_dead_letter
 
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from classifier.feedback import Evidence, Row, point_at, propose, propose_all, wilson
+from flagstream.classifier.feedback import Evidence, Row, point_at, propose, propose_all, wilson
 
 CURRENT = 0.7
 

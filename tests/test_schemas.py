@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming import schemas
-from streaming.produce import iter_csv, iter_jsonl
-from streaming.review import render_review, safe_text
-from streaming.schemas import Post, Rejection, Source, parse_post
+from flagstream.streaming import schemas
+from flagstream.streaming.produce import iter_csv, iter_jsonl
+from flagstream.streaming.review import render_review, safe_text
+from flagstream.streaming.schemas import Post, Rejection, Source, parse_post
 
 LIMITS = dict(max_text_chars=100, max_message_bytes=2048)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from flagstream.config import Settings
-from streaming.broker import broker_binary, free_port
-from streaming.security import (
+from flagstream.streaming.broker import broker_binary, free_port
+from flagstream.streaming.security import (
     TransportSecurityError,
     check_transport,
     ensure_transport,

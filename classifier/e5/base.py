@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.e5.fileformat import E5Image, read_image
+from flagstream.classifier.e5.fileformat import E5Image, read_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -93,7 +93,7 @@ def convert(out_dir: Path, image: Path | None = None) -> dict[str, str]:
     import torch
     from transformers import BertModel
 
-    from classifier.e5.tokenizer import build_tokenizer, precompiled_charsmap
+    from flagstream.classifier.e5.tokenizer import build_tokenizer, precompiled_charsmap
 
     img = read_image(image or image_path())
     model = BertModel(bert_config(img), add_pooling_layer=False)

@@ -4,7 +4,7 @@ Each model is judged at its OWN shipped thresholds and temperatures, on the same
 of the current corpus, every source in ``classifier/sources.py``), through the production scorer. Reported per
 label: overall, per source, per language, hard-negative FPR; and the scorer's posts/s on this run.
 
-    python -m classifier.e5.compare --model models/flagstream-minilm --model models/flagstream-me5 --out runs/cmp
+    python -m flagstream.classifier.e5.compare --model models/flagstream-minilm --model models/flagstream-me5 --out runs/cmp
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ LANGS = ("ar", "de", "fr", "en")
 def score_split(model_dir: Path, texts: list[str], cache: Path | None,
                 subset: np.ndarray | None = None) -> tuple[np.ndarray, float, Any]:
     """Probabilities for ``texts`` (a cached run over the whole split is sliced to ``subset``)."""
-    from classifier.scoring import load_scorer
+    from flagstream.classifier.scoring import load_scorer
 
     scorer = load_scorer(model_dir)
     if cache is not None and cache.exists():
@@ -53,9 +53,9 @@ def language_subset(langs: list[str], en_rows: int, seed: int = 0) -> np.ndarray
 
 
 def compare(data_dir: Path, models: list[Path], out: Path, limit: int = 0, en_rows: int = 0) -> dict[str, Any]:
-    from classifier.data import load_corpus
-    from classifier.evaluate import evaluate_split, trusted
-    from classifier.labels import LABELS
+    from flagstream.classifier.data import load_corpus
+    from flagstream.classifier.evaluate import evaluate_split, trusted
+    from flagstream.classifier.labels import LABELS
 
     out.mkdir(parents=True, exist_ok=True)
     test = trusted(load_corpus(data_dir), "test")
@@ -72,7 +72,7 @@ def compare(data_dir: Path, models: list[Path], out: Path, limit: int = 0, en_ro
         probs, rate, scorer = score_split(m, texts, scorer_cache, subset)
         thr = {lab: float(scorer.info.thresholds[lab]) for lab in LABELS} if hasattr(scorer.info, "thresholds") else None
         if thr is None:
-            from classifier.manifest import read_manifest
+            from flagstream.classifier.manifest import read_manifest
 
             thr = read_manifest(m).thresholds
         ev = evaluate_split(test, probs, thr)
@@ -93,7 +93,7 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    from classifier.labels import LABELS
+    from flagstream.classifier.labels import LABELS
 
     refs = list(result["models"])
     sub = f" (every non-English row + {result['en_rows_sampled']} sampled English rows)" if result.get("en_rows_sampled") else ""

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from classifier.e5.base import BASE_NAME, base_dir, fingerprint
-from classifier.manifest import ModelDirError, ModelManifest
-from classifier.transformer import HEAD_FILE, MultiLabelEncoder
+from flagstream.classifier.e5.base import BASE_NAME, base_dir, fingerprint
+from flagstream.classifier.manifest import ModelDirError, ModelManifest
+from flagstream.classifier.transformer import HEAD_FILE, MultiLabelEncoder
 
 ADAPTER_FILE = "adapter.safetensors"
 BASE_KIND = "e5"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from classifier.e5.fileformat import E5Tokenizer
+from flagstream.classifier.e5.fileformat import E5Tokenizer
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")
 MASK = "<mask>"

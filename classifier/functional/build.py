@@ -1,6 +1,6 @@
 """Generate ``cases.jsonl`` from ``templates.yaml``: every template x every filler set of its language.
 
-Run ``python -m classifier.functional.build`` after editing the templates; a test checks that the
+Run ``python -m flagstream.classifier.functional.build`` after editing the templates; a test checks that the
 committed cases are exactly what this produces, so the JSONL is never edited by hand.
 """
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from classifier.labels import LABELS
+from flagstream.classifier.labels import LABELS
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates.yaml"

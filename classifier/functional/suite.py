@@ -12,8 +12,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from classifier.functional.build import CASES, LANGS
-from classifier.interface import Scorer, flagged_labels
+from flagstream.classifier.functional.build import CASES, LANGS
+from flagstream.classifier.interface import Scorer, flagged_labels
 
 FUNCTIONAL_HEADING = "## Functional tests"
 

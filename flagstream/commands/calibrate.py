@@ -54,13 +54,13 @@ def run(args: argparse.Namespace) -> int:
 
 def run_from_decisions(args: argparse.Namespace) -> int:
     """Thresholds for one feed from the decisions topic; writes a new version only if one moved."""
-    from classifier.feedback import Evidence, propose_all
-    from classifier.manifest import ModelDirError, read_manifest
-    from classifier.recalibrate import bump_version, write_recalibrated, write_report
-    from classifier.fit import parse_targets
-    from streaming.clients import BrokerUnavailable
-    from streaming.feedback import read_rows
-    from streaming.logs import setup_logging
+    from flagstream.classifier.feedback import Evidence, propose_all
+    from flagstream.classifier.manifest import ModelDirError, read_manifest
+    from flagstream.classifier.recalibrate import bump_version, write_recalibrated, write_report
+    from flagstream.classifier.fit import parse_targets
+    from flagstream.streaming.clients import BrokerUnavailable
+    from flagstream.streaming.feedback import read_rows
+    from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, "auto")
@@ -122,9 +122,9 @@ def run_from_decisions(args: argparse.Namespace) -> int:
 
 def run_validation(args: argparse.Namespace) -> int:
     require_train_extra("calibrate")
-    from classifier.assess import load
-    from classifier.fit import parse_targets, recalibrate
-    from classifier.manifest import read_manifest
+    from flagstream.classifier.assess import load
+    from flagstream.classifier.fit import parse_targets, recalibrate
+    from flagstream.classifier.manifest import read_manifest
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -57,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
-    from streaming.decisions import build_decision, find_reviews, write_decision
-    from streaming.logs import setup_logging
-    from streaming.topics import ensure_topics
+    from flagstream.streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+    from flagstream.streaming.decisions import build_decision, find_reviews, write_decision
+    from flagstream.streaming.logs import setup_logging
+    from flagstream.streaming.topics import ensure_topics
 
     verdicts = verdicts_from(args)
     if not args.reviewer.strip():

@@ -43,12 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_train_extra("evaluate")
-    from classifier import assess
-    from classifier.data import report_markdown
-    from classifier.fit import parse_targets
-    from classifier.labels import LABELS
-    from classifier.manifest import read_manifest
-    from classifier.metrics import fmt
+    from flagstream.classifier import assess
+    from flagstream.classifier.data import report_markdown
+    from flagstream.classifier.fit import parse_targets
+    from flagstream.classifier.labels import LABELS
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.metrics import fmt
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {md}")
         return 0
     if args.functional:
-        from classifier.functional.suite import markdown_summary
+        from flagstream.classifier.functional.suite import markdown_summary
 
         functional, md, card = assess.functional(model_dir, out_dir, write_card=args.write_card)
         print(markdown_summary(functional))

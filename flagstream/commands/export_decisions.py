@@ -25,12 +25,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from classifier.labels import LABELS
+    from flagstream.classifier.labels import LABELS
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from streaming.clients import BrokerUnavailable
-    from streaming.feedback import export_rows, read_topics
-    from streaming.logs import setup_logging
+    from flagstream.streaming.clients import BrokerUnavailable
+    from flagstream.streaming.feedback import export_rows, read_topics
+    from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)

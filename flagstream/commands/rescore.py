@@ -50,10 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from classifier.rescore import RescoreError, execute, parse_shard, plan_run
-    from classifier.rescore_rows import Limits
-    from classifier.scoring import load_scorer
-    from streaming.logs import setup_logging
+    from flagstream.classifier.rescore import RescoreError, execute, parse_shard, plan_run
+    from flagstream.classifier.rescore_rows import Limits
+    from flagstream.classifier.scoring import load_scorer
+    from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
@@ -88,14 +88,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_spark(args: argparse.Namespace, settings) -> int:
-    from classifier.rescore import RescoreError
-    from classifier.rescore_rows import Limits
+    from flagstream.classifier.rescore import RescoreError
+    from flagstream.classifier.rescore_rows import Limits
 
     if args.resume or args.shard:
         raise UserError("--resume and --shard are for --engine local; Spark splits the work and commits whole "
                         "tasks, so a failed Spark run is rerun instead")
     try:
-        from classifier.spark_rescore import rescore_spark
+        from flagstream.classifier.spark_rescore import rescore_spark
     except ImportError:
         raise UserError("--engine spark needs PySpark: pip install 'flagstream[spark]' (and Java 17)") from None
     try:

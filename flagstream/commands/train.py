@@ -56,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace):
-    from classifier.train import TrainConfig
+    from flagstream.classifier.train import TrainConfig
 
     cfg = TrainConfig()
     for flag, attr in (("max_steps", "max_steps"), ("train_batch_size", "batch_size"), ("lr", "lr"),
@@ -71,7 +71,7 @@ def train_config_from_args(args: argparse.Namespace):
 
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
     """``ds`` with every ``--decisions`` file added as a train-only source (see classifier.data.with_decisions)."""
-    from classifier.data import read_decision_rows, with_decisions
+    from flagstream.classifier.data import read_decision_rows, with_decisions
 
     rows: list[dict[str, Any]] = []
     for path in paths:
@@ -91,16 +91,16 @@ def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     require_train_extra("train")
-    from classifier.data import load_corpus, report, report_markdown
-    from classifier.fit import MODEL_NAME, fit_and_save, parse_targets
-    from classifier.sources import SOURCES
-    from classifier.transformer import config_hash
+    from flagstream.classifier.data import load_corpus, report, report_markdown
+    from flagstream.classifier.fit import MODEL_NAME, fit_and_save, parse_targets
+    from flagstream.classifier.sources import SOURCES
+    from flagstream.classifier.transformer import config_hash
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = train_config_from_args(args)
     if args.base == "me5":  # bf16 autocast is ~10x slower than fp32 on a CPU without AMX/AVX512-BF16 (measured)
-        from classifier.runtime import native_bf16
+        from flagstream.classifier.runtime import native_bf16
 
         cfg.bf16 = native_bf16()
     parse_targets(args.target_precision)  # a bad value fails before an hour of training

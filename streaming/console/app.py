@@ -27,10 +27,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from streaming.console.state import AlreadyDecided, ReviewState
+from flagstream.streaming.console.state import AlreadyDecided, ReviewState
 
 log = logging.getLogger(__name__)
-STATIC_DIR = resources.files("streaming.console") / "static"
+STATIC_DIR = resources.files("flagstream.streaming.console") / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")

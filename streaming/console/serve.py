@@ -23,11 +23,11 @@ def serve_console(settings: Settings, reviewer: str, token: str | None, note: st
     import uvicorn
 
     from flagstream.errors import UserError
-    from streaming.broker import free_port
-    from streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
-    from streaming.console.app import create_app, is_loopback
-    from streaming.console.state import ReviewState
-    from streaming.topics import ensure_topics
+    from flagstream.streaming.broker import free_port
+    from flagstream.streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+    from flagstream.streaming.console.app import create_app, is_loopback
+    from flagstream.streaming.console.state import ReviewState
+    from flagstream.streaming.topics import ensure_topics
 
     host = settings.console_host
     port = settings.console_port or free_port(host if is_loopback(host) else "0.0.0.0")

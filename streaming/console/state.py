@@ -24,9 +24,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from flagstream.config import Settings
-from streaming.decisions import Reviewed, accept_decision, build_decision, write_decision
-from streaming.review import decode
-from streaming.schemas import VERDICTS, Decision, ReviewRef
+from flagstream.streaming.decisions import Reviewed, accept_decision, build_decision, write_decision
+from flagstream.streaming.review import decode
+from flagstream.streaming.schemas import VERDICTS, Decision, ReviewRef
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ReviewState:
         return tps
 
     def run(self) -> None:
-        from streaming.review import caught_up
+        from flagstream.streaming.review import caught_up
 
         tps = self._assign()
         while not self.stop_event.is_set():

@@ -65,7 +65,7 @@ def training_corpus() -> tuple[list[str], np.ndarray]:
 
 def train_linear_model(root: Path, name: str = "test-linear", version: str = "0.0.1") -> Path:
     """Train and save the test model into ``root``; returns ``root``."""
-    from classifier.linear import LinearModel
+    from flagstream.classifier.linear import LinearModel
 
     texts, y = training_corpus()
     model = LinearModel.fit(texts, y, labels=("propaganda", "sectarian"))

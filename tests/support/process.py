@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from streaming.broker import free_port
+from flagstream.streaming.broker import free_port
 from tests.support.kafka import metric_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +169,7 @@ class PipelineThread:
     """``streaming.pipeline.Pipeline.run`` on a background thread; ``stop()`` is the SIGTERM path."""
 
     def __init__(self, settings: Any, scorer: Any = None, **kwargs: Any) -> None:
-        from streaming.pipeline import Pipeline
+        from flagstream.streaming.pipeline import Pipeline
 
         self.pipeline = Pipeline(settings, scorer, **kwargs)
         self.error: BaseException | None = None
