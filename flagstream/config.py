@@ -214,6 +214,15 @@ SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token"})
 _SERVICE_LINK = re.compile(r"^FLAGSTREAM_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_[A-Z]+)?)?)$")
 
 
+# The project's own variables that are not settings: read where they act, never warned about.
+NON_SETTING_VARIABLES: dict[str, str] = {
+    "config": "names the YAML file itself (load_settings reads it)",
+    "cache_dir": "where the multilingual base is generated on first use (classifier/e5/base.py)",
+    "require_tls_tests": "CI: TLS/browser/Spark test dependencies must install (scripts/install-test-deps.sh)",
+    "spark_fail_first_attempt": "tests: fail each Spark task's first attempt (classifier/spark_rescore.py)",
+}
+
+
 def is_service_link(name: str) -> bool:
     """True for the variables Kubernetes injects for a Service named ``flagstream``."""
     return bool(_SERVICE_LINK.match(name))
@@ -238,7 +247,7 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
         if not name.startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
-        if key == "config":  # FLAGSTREAM_CONFIG names the YAML file itself; load_settings reads it
+        if key in NON_SETTING_VARIABLES:
             continue
         if key not in Settings.model_fields:
             if not is_service_link(name):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,15 @@ def test_config_show_refuses_secrets_on_the_command_line(flag: str) -> None:
         assert r.returncode == 2, (cmd, r.stderr)
         assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
         assert "hunter2" not in r.stderr and "unrecognized arguments" in r.stderr
+
+
+def test_the_projects_own_non_setting_variables_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    """CI sets FLAGSTREAM_REQUIRE_TLS_TESTS for the whole run: a warning there broke every one-line-stderr check."""
+    env = {"FLAGSTREAM_REQUIRE_TLS_TESTS": "1", "FLAGSTREAM_CACHE_DIR": "/tmp/x",
+           "FLAGSTREAM_SPARK_FAIL_FIRST_ATTEMPT": "0"}
+    with caplog.at_level("WARNING"):
+        load_settings(None, environ=env)
+    assert caplog.records == []
+    bad = subprocess.run([sys.executable, "-m", "flagstream.cli", "config", "show", "--batch-size", "-3"],
+                         capture_output=True, text=True, env={**os.environ, **env})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
