@@ -41,6 +41,15 @@ def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
     z1 = scorer.logits(texts[:3])
     assert np.allclose(z1, z2, atol=1e-4)
     assert not np.allclose(z1[:, 0], z1[0, 0])  # the head is not constant
+    # the base is fingerprinted: a manifest without the fingerprint, or with another base's, is refused
+    from flagstream.classifier.manifest import ModelDirError
+
+    manifest.extra["base_sha256_16"] = "0" * 16
+    with pytest.raises(ModelDirError, match="different base"):
+        load_model(manifest)
+    manifest.extra.pop("base_sha256_16")
+    with pytest.raises(ModelDirError, match="does not fingerprint its base"):
+        load_model(manifest)
 
 
 def test_merge_equals_lora_forward(e5_base_dir):
