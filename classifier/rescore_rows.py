@@ -38,7 +38,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from flagstream.classifier.scoring import Scorer, flagged_labels, scores_dict
+from flagstream.classifier.scoring import Scorer, flagged_labels, score_isolating_failures, scores_dict
 from flagstream.streaming.schemas import (
     MAX_ID_CHARS,
     OPTIONAL_FIELDS,
@@ -166,29 +166,11 @@ def judge(row: InputRow, limits: Limits) -> Judged:
 # Scoring a block
 # ------------------------------------------------------------------------------------------
 def score_texts(scorer: Scorer, texts: list[str]) -> list[np.ndarray | None]:
-    """One probability row per text, or None where the model failed or gave a non-finite score.
-
-    The block is scored at once; if that fails, text by text, so one bad text fails alone
-    (the same rule as the stream's scoring step).
-    """
-    if not texts:
-        return []
-    n_labels = len(scorer.info.labels)
-    try:
-        probs = np.asarray(scorer.score(texts), dtype=np.float64)
-        if probs.shape != (len(texts), n_labels):
-            raise ValueError(f"scorer returned shape {probs.shape}, expected {(len(texts), n_labels)}")
-        rows: list[np.ndarray | None] = list(probs)
-    except Exception as exc:  # noqa: BLE001 - one bad text must not kill a million-row run
+    """One probability row per text, or None where the model failed (the stream's rule, shared)."""
+    def warn(exc: Exception) -> None:
         log.warning("rescore: scoring a block of %d failed (%s); retrying one by one", len(texts), type(exc).__name__)
-        rows = []
-        for t in texts:
-            try:
-                one = np.asarray(scorer.score([t]), dtype=np.float64)
-                rows.append(one[0] if one.shape == (1, n_labels) else None)
-            except Exception:  # noqa: BLE001
-                rows.append(None)
-    return [r if r is not None and bool(np.all(np.isfinite(r))) else None for r in rows]
+
+    return score_isolating_failures(scorer, texts, warn)
 
 
 def rescore_block(rows: Sequence[InputRow], scorer: Scorer, *, limits: Limits = Limits(),

@@ -8,14 +8,17 @@ a model directory asks for it, so the streaming loop stays testable with a small
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 from flagstream.classifier.interface import ModelInfo, Scorer, flagged_labels, scores_dict
 from flagstream.classifier.manifest import ModelDirError, ModelManifest, read_manifest
 
-__all__ = ["ModelInfo", "Scorer", "flagged_labels", "info_from_manifest", "load_scorer", "scores_dict"]
+__all__ = ["ModelInfo", "Scorer", "flagged_labels", "info_from_manifest", "load_scorer", "score_isolating_failures",
+           "scores_dict"]
 
 
 def load_scorer(
@@ -60,3 +63,32 @@ def info_from_manifest(manifest: ModelManifest, thresholds: Mapping[str, float] 
             )
         info = replace(info, thresholds={**info.thresholds, **thresholds})
     return info
+
+
+def score_isolating_failures(scorer: Scorer, texts: list[str],
+                             on_batch_error: Callable[[Exception], None] | None = None) -> list[np.ndarray | None]:
+    """One probability row per text, or None where the model failed on it or gave a non-finite score.
+
+    The whole list is scored in one call (the scorer's own batching applies); if that call fails, text by
+    text, so one bad text fails alone. The stream and the archive path both score through here, so the
+    same text fails the same way in both (``scoring_failed``).
+    """
+    if not texts:
+        return []
+    n_labels = len(scorer.info.labels)
+    try:
+        probs = np.asarray(scorer.score(texts), dtype=np.float64)
+        if probs.shape != (len(texts), n_labels):
+            raise ValueError(f"scorer returned shape {probs.shape}, expected {(len(texts), n_labels)}")
+        rows: list[np.ndarray | None] = list(probs)
+    except Exception as exc:  # noqa: BLE001 - one bad text must not stop a stream or a million-row run
+        if on_batch_error is not None:
+            on_batch_error(exc)
+        rows = []
+        for text in texts:
+            try:
+                one = np.asarray(scorer.score([text]), dtype=np.float64)
+                rows.append(one[0] if one.shape == (1, n_labels) else None)
+            except Exception:  # noqa: BLE001
+                rows.append(None)
+    return [r if r is not None and bool(np.all(np.isfinite(r))) else None for r in rows]

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from flagstream.classifier.scoring import Scorer, flagged_labels, scores_dict
+from flagstream.classifier.scoring import Scorer, flagged_labels, score_isolating_failures, scores_dict
 from flagstream.streaming import schemas
 
 log = logging.getLogger(__name__)
@@ -64,25 +64,11 @@ def parse_batch(records: list[Any], *, max_text_chars: int, max_message_bytes: i
 
 def score_rows(scorer: Scorer, texts: list[str], warn: Callable[..., None]) -> list[np.ndarray | None]:
     """One ``scorer.score`` call; on error, post by post. None = this post failed (or was not finite)."""
-    if not texts:
-        return []
-    n_labels = len(scorer.info.labels)
-    try:
-        probs = np.asarray(scorer.score(texts), dtype=np.float64)
-        if probs.shape != (len(texts), n_labels):
-            raise ValueError(f"scorer returned shape {probs.shape}, expected {(len(texts), n_labels)}")
-        rows: list[np.ndarray | None] = list(probs)
-    except Exception as exc:  # noqa: BLE001 - one bad text must not stop the stream
+    def on_batch_error(exc: Exception) -> None:
         warn("score", "batch scoring failed; scoring posts one by one", error=f"{type(exc).__name__}: {exc}",
              batch=len(texts))
-        rows = []
-        for text in texts:
-            try:
-                one = np.asarray(scorer.score([text]), dtype=np.float64)
-                rows.append(one[0] if one.shape == (1, n_labels) else None)
-            except Exception:  # noqa: BLE001
-                rows.append(None)
-    return [r if r is not None and np.all(np.isfinite(r)) else None for r in rows]
+
+    return score_isolating_failures(scorer, texts, on_batch_error)
 
 
 def score_batch(batch: Batch, scorer: Scorer, warn: Callable[..., None]) -> None:
