@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate",
     "calibrate": "calibrate",
     "export-decisions": "export_decisions",
+    "shadow-report": "shadow_report",
     "config": "config",
 }
 

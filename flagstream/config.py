@@ -74,6 +74,11 @@ class Settings(BaseModel):
     model_manifest_sha256: str | None = None
     thresholds: dict[str, float] | None = None
     scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
+    # Shadow mode (issue 18): a candidate model scores every post too, after the served one, and its
+    # verdicts go to shadow_topic only (never to reviewers). None = off. Manifest-checked like ``model``.
+    shadow_model: Path | None = None
+    shadow_model_manifest_sha256: str | None = None
+    shadow_topic: str = "posts.shadow"
 
     # --- operations --------------------------------------------------------------------
     metrics_host: str = "127.0.0.1"
@@ -123,7 +128,7 @@ class Settings(BaseModel):
                     raise ValueError(f"threshold for {label!r} must be within [0, 1], got {t}")
         return v
 
-    @field_validator("model_manifest_sha256")
+    @field_validator("model_manifest_sha256", "shadow_model_manifest_sha256")
     @classmethod
     def _sha256_hex(cls, v: str | None) -> str | None:
         if v is None or v == "":
@@ -325,9 +330,9 @@ def load_settings(
             f"invalid value for {key} ({err['msg']}); set it in YAML as {key}: ..., "
             f"or as {ENV_PREFIX}{key.upper()}"
         ) from None
-    for key in ("model", "data_dir"):
+    for key in ("model", "data_dir", "shadow_model"):
         value = getattr(settings, key)
-        if not value.is_absolute() and not value.exists() and (PROJECT_ROOT / value).exists():
+        if value is not None and not value.is_absolute() and not value.exists() and (PROJECT_ROOT / value).exists():
             # Relative paths in the shipped YAML mean "in this checkout", wherever the CWD is.
             setattr(settings, key, PROJECT_ROOT / value)
     if settings.security_protocol.startswith("SASL") and not settings.sasl_username:

@@ -14,6 +14,7 @@ from typing import Any
 
 from flagstream.streaming.batching import Batcher
 from flagstream.streaming.metrics import PipelineMetrics
+from flagstream.streaming.shadow import shadow_counts
 from flagstream.streaming.steps import Batch
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,18 @@ class PipelineStats:
     rewound_on_rebalance: int = 0  # partitions sought back to dropped records when assigned back
     breaker_trips: int = 0
     breaker_holds: int = 0  # batches not committed because the breaker was open
+    shadow_scored: int = 0  # shadow mode: candidate verdicts routed to the shadow topic
+    shadow_failures: Counter = field(default_factory=Counter)  # reason -> count
+    shadow_changes: Counter = field(default_factory=Counter)  # "label:newly_flagged" -> count
 
     def as_dict(self) -> dict[str, Any]:
         return {"consumed": self.consumed, "scored": self.scored, "flagged": dict(self.flagged),
                 "dead_lettered": dict(self.dead_lettered), "batches": self.batches, "commits": self.commits,
                 "checkpoint_failures": dict(self.checkpoint_failures),
                 "dropped_on_rebalance": self.dropped_on_rebalance, "rewound_on_rebalance": self.rewound_on_rebalance,
-                "breaker_trips": self.breaker_trips, "breaker_holds": self.breaker_holds}
+                "breaker_trips": self.breaker_trips, "breaker_holds": self.breaker_holds,
+                **({"shadow_scored": self.shadow_scored, "shadow_failures": dict(self.shadow_failures),
+                    "shadow_changes": dict(self.shadow_changes)} if self.shadow_scored or self.shadow_failures else {})}
 
 
 class Books:
@@ -67,6 +73,8 @@ class Books:
         st.dead_lettered.update(reasons)
         for reason, n in reasons.items():
             m.dead_lettered.labels(reason=reason).inc(n)
+        if batch.shadow or batch.shadow_refused:
+            self._shadow(batch)
         for rec, _ in batch.verdicts:
             if rec.timestamp and rec.timestamp > 0:
                 m.e2e_latency.observe(max(0.0, done - rec.timestamp / 1000))
@@ -75,6 +83,17 @@ class Books:
         log.debug("batch", extra={"records": len(batch.records), "scored": len(batch.verdicts),
                                   "flagged": dict(flagged), "dead_lettered": dict(reasons),
                                   "ms": round(elapsed * 1000, 1), "committed": committed})
+
+    def _shadow(self, batch: Batch) -> None:
+        scored, failures, changes = shadow_counts(batch)
+        self.stats.shadow_scored += scored
+        self.metrics.shadow_scored.inc(scored)
+        for reason, n in failures.items():
+            self.stats.shadow_failures[reason] += n
+            self.metrics.shadow_failures.labels(reason=reason).inc(n)
+        for (label, change), n in changes.items():
+            self.stats.shadow_changes[f"{label}:{change}"] += n
+            self.metrics.shadow_changes.labels(label=label, change=change).inc(n)
 
     def sync_rebalance(self, b: Batcher) -> None:
         """Copy the batcher's rebalance counters (its metrics are updated in the listener itself)."""

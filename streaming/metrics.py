@@ -26,6 +26,10 @@ flagstream_buffered_records                    gauge     records polled and not 
 flagstream_ready                               gauge     1 when /readyz would answer 200
 flagstream_broker_reachable                    gauge     1 while the broker answers
 flagstream_model_info{name,version,kind}       info      the model in use
+flagstream_shadow_scored_total                 counter   shadow mode: posts the candidate model scored (shadow records)
+flagstream_shadow_failures_total{reason}       counter   shadow mode: scoring_failed (candidate raised), output_refused
+flagstream_shadow_flag_changes_total{label,change} counter shadow mode: newly_flagged / newly_unflagged by the candidate
+flagstream_shadow_model_info{name,version,kind} info     shadow mode: the candidate model
 ============================================== ========= ===============================================
 """
 
@@ -85,6 +89,12 @@ class PipelineMetrics:
         self.ready = Gauge("flagstream_ready", "1 when the pipeline is ready (see /readyz)", registry=r)
         self.broker_reachable = Gauge("flagstream_broker_reachable", "1 while the broker answers", registry=r)
         self.model_info = Info("flagstream_model", "The model in use", registry=r)
+        self.shadow_scored = Counter("flagstream_shadow_scored", "Posts the shadow (candidate) model scored", registry=r)
+        self.shadow_failures = Counter("flagstream_shadow_failures", "Shadow verdicts lost, per reason", ["reason"],
+                                       registry=r)
+        self.shadow_changes = Counter("flagstream_shadow_flag_changes", "Labels the candidate flags differently",
+                                      ["label", "change"], registry=r)
+        self.shadow_model_info = Info("flagstream_shadow_model", "The shadow (candidate) model", registry=r)
         for reason in ERROR_CLASSES:  # export zeros, so dashboards and alerts see every series from the start
             self.dead_lettered.labels(reason=reason)
         for error in METRIC_ERROR_NAMES:
@@ -94,6 +104,14 @@ class PipelineMetrics:
         self.model_info.info({"name": info.name, "version": info.version, "kind": info.kind})
         for label in info.labels:
             self.flagged.labels(label=label)
+
+    def set_shadow_model(self, info: ModelInfo) -> None:
+        self.shadow_model_info.info({"name": info.name, "version": info.version, "kind": info.kind})
+        for reason in ("scoring_failed", "output_refused"):
+            self.shadow_failures.labels(reason=reason)
+        for label in info.labels:
+            for change in ("newly_flagged", "newly_unflagged"):
+                self.shadow_changes.labels(label=label, change=change)
 
     def set_lag(self, lags: dict[tuple[str, int], int]) -> None:
         """Replace the lag series with the current assignment's (revoked partitions disappear)."""

@@ -2,8 +2,8 @@
 
 ::
 
-    Batcher.next_batch ─► parse_batch ─► score_batch ─► FailureBreaker ─► Router.route ─► Checkpoint.commit
-    (streaming.batching)  (streaming.steps: Post | Rejection, Verdict)     (streaming.routing) (streaming.checkpoint)
+    Batcher.next_batch ─► parse_batch ─► score_batch ─► FailureBreaker ─► [Shadow.score] ─► Router.route ─► Checkpoint.commit
+    (streaming.batching)  (streaming.steps: Post | Rejection, Verdict)    (streaming.shadow) (streaming.routing) (streaming.checkpoint)
           ▲                                                                                        │
           └───────────── a failed checkpoint rewinds to the batch, with backoff (streaming.recovery) ┘
 
@@ -16,6 +16,9 @@ before the next ``poll()``, so a crash re-reads at most one batch and a rebalanc
 that can never be produced is dead-lettered (``output_too_large``); a model failing on most posts opens the
 breaker; a failed checkpoint rewinds with a bounded backoff; a broker that comes back gets its topics
 re-ensured, a new producer, and the partitions restart from their committed offsets.
+
+Size: ~410 lines: the wiring of every step and each checkpoint failure's one reaction, kept in one place
+so the order of the loop reads top to bottom (the steps themselves live in their own modules).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from flagstream.streaming.metrics import PipelineMetrics
 from flagstream.streaming.progress import ProgressLog
 from flagstream.streaming.recovery import Backoff, Clients
 from flagstream.streaming.routing import Router
+from flagstream.streaming.shadow import Shadow
 from flagstream.streaming.steps import Batch, FailureBreaker, parse_batch, score_batch
 
 log = logging.getLogger(__name__)
@@ -66,9 +70,11 @@ class Pipeline:
     """One consumer-group member: ``run()`` blocks until :meth:`request_stop` (or idle exit)."""
 
     def __init__(self, settings: Settings, scorer: Scorer | None = None, *, stop_after_idle_s: float | None = None,
-                 metrics: PipelineMetrics | None = None, breaker: FailureBreaker | None = None) -> None:
+                 metrics: PipelineMetrics | None = None, breaker: FailureBreaker | None = None,
+                 shadow_scorer: Scorer | None = None) -> None:
         self.settings = settings
-        self.scorer = scorer
+        self.scorer, self.shadow_scorer = scorer, shadow_scorer
+        self.shadow: Shadow | None = None
         self.stop_after_idle_s = stop_after_idle_s
         self.metrics = metrics or PipelineMetrics()
         self.health = Health()
@@ -143,9 +149,12 @@ class Pipeline:
                                       manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
         self.annotator = ReviewAnnotator.from_settings(s, self.scorer)  # issue 17: campaign + spans
-        self.router = Router(s, info.thresholds, info.as_dict(), self.annotator, info.labels)
+        self.shadow = Shadow.from_settings(s, info, self.shadow_scorer)  # issue 18: a candidate beside it
+        self.router = Router(s, info.thresholds, info.as_dict(), self.annotator, info.labels, self.shadow)
         self.health.model_loaded = True
         self.metrics.set_model(info)
+        if self.shadow is not None:
+            self.metrics.set_shadow_model(self.shadow.scorer.info)
         if s.metrics_port:
             self.health_server = HealthServer(s.metrics_host, s.metrics_port, self.health, self.metrics).start()
         log.info("pipeline starting", extra={"model": info.ref, "thresholds": dict(info.thresholds),
@@ -200,6 +209,8 @@ class Pipeline:
             self._breaker_backoff.reset()
             self.health.scoring_ok = True
             self.metrics.breaker_open.set(0)
+        if self.shadow is not None:  # after the served model and its breaker; never counts towards it
+            self.shadow.score(batch, self._warn)
         self._deliver(batch)
 
     def _hold(self, batch: Batch) -> None:

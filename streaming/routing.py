@@ -30,8 +30,9 @@ class Router:
     """Knows the output topics and the model; :meth:`route` fills one checkpoint from one batch."""
 
     def __init__(self, settings: Any, thresholds: Mapping[str, float], model: Mapping[str, str],
-                 annotator: Any = None, labels: Sequence[str] = ()) -> None:
+                 annotator: Any = None, labels: Sequence[str] = (), shadow: Any = None) -> None:
         self.s = settings
+        self.shadow = shadow  # streaming.shadow.Shadow: a candidate's verdicts to the shadow topic, or None
         self.thresholds, self.model = thresholds, model
         self.annotator, self.labels = annotator, tuple(labels)  # review annotations (streaming.annotate)
         # issue 18: a known-probability sample of unflagged posts also goes to review (streaming.audit)
@@ -69,6 +70,9 @@ class Router:
             if s.scores_enabled:
                 out.insert(0, (s.scores_topic, schemas.scores_record(verdict.post, src, verdict.scores,
                                                                      verdict.labels, self.model, now)))
+            if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
+                out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
+                                                                  now)))
             outputs.append((rec, out))
         if too_large:
             batch.reject(too_large, schemas.Rejection("output_too_large",
@@ -96,11 +100,15 @@ class Router:
         """Mark the inputs whose outputs were refused for good; returns them, to dead-letter.
 
         A refused verdict output makes its post an ``output_too_large`` rejection; a refused dead-letter
-        record is sent bare next time.
+        record is sent bare next time; a refused shadow record is dropped (counted), its post untouched.
         """
         recs: list[Any] = []
         for r in rejected:
             rec = r.tag
+            if self.shadow is not None and r.topic == self.shadow.topic:  # never costs the post its outputs
+                if batch.shadow.pop(id(rec), None) is not None:
+                    batch.shadow_refused += 1
+                continue
             if rec is None or any(x is rec for x in recs):
                 continue
             if any(x is rec for x, _ in batch.rejected):

@@ -1,8 +1,8 @@
 """Message contracts: the one place that says what goes in and out of every topic.
 
-Four topics, four contracts, each defined here once: the pipeline parses every post and builds every
-review, score and dead-letter record with this module, and :func:`read_dead_letter` decodes dead
-letters (``flagstream demo``, the tests). ``docs/messages.md`` describes the same contracts with JSON
+Every topic's contract is defined here once: the pipeline parses every post and builds every
+review, score, dead-letter and shadow record with this module, and :func:`read_dead_letter` /
+:func:`read_shadow` decode dead letters and shadow records (``flagstream demo``, ``shadow-report``). ``docs/messages.md`` describes the same contracts with JSON
 examples.
 
 posts topic (input, default ``posts``)
@@ -54,14 +54,25 @@ decisions topic (default ``posts.decisions``): one record per reviewer decision
     ``note``. Headers: ``flagstream.schema: decision.v1``. Validated on read by :func:`parse_decision`
     (a bad record goes to the dead-letter topic with error class ``invalid_decision``).
 
+shadow topic (output, default ``posts.shadow``; written only with ``shadow_model`` set): one record
+    per post scored by both the served model and a candidate (``flagstream stream --shadow-model DIR``).
+    Never read by reviewers, never carries post text. Key: the post id. Value: ``id``, ``source``,
+    ``served`` and ``candidate`` (each ``{"model": {"name", "version"}, "scores", "labels",
+    "thresholds"}``; the candidate's ``scores`` is null and ``error`` is ``scoring_failed`` when the
+    candidate failed on the post), ``newly_flagged`` / ``newly_unflagged`` (labels the candidate flags
+    and the served model does not, and the reverse), ``flag_change`` (``newly_flagged``,
+    ``newly_unflagged`` or null: whether the post as a whole would reach reviewers differently),
+    ``scored_at``. Headers: ``content-type: application/json``, ``flagstream.schema: shadow.v1``.
+    Read back by :func:`read_shadow`.
+
 Duplicates: the pipeline is at-least-once, so a consumer that dies between producing a batch and
 committing it re-produces that batch after restart; duplicates carry the same key (post id) and the
 same ``source`` coordinates, which is how a downstream reader can drop them.
 
 Layer: part of the leaf (docs/architecture.md). ``flagstream rescore`` (in ``classifier/``) parses archive
 rows with the same contract, so this module imports nothing of the project but the leaf.
-Size: ~580 lines, five topic contracts (posts, review, scores, dead-letter, decisions) kept in one module on
-purpose: one place per contract.
+Size: ~750 lines, six topic contracts (posts, review, scores, dead-letter, decisions, shadow) kept in one
+module on purpose: one place per contract.
 """
 
 from __future__ import annotations
@@ -82,6 +93,7 @@ MAX_PASSTHROUGH_BYTES = 64 * 1024
 HEADER_PREFIX = "flagstream."
 REVIEW_SCHEMA = "review.v1"
 SCORES_SCHEMA = "scores.v1"
+SHADOW_SCHEMA = "shadow.v1"
 
 # Optional post fields with the types they may have (None = JSON null is always allowed).
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
@@ -596,6 +608,123 @@ def _decision_from(obj: Mapping[str, Any]) -> Decision:
 
 
 # --------------------------------------------------------------------------------------------
+# Shadow topic (a candidate model scored beside the served one; flagstream stream --shadow-model)
+# --------------------------------------------------------------------------------------------
+SHADOW_FAILED = "scoring_failed"
+
+
+@dataclass(frozen=True)
+class ShadowSide:
+    """One model's verdict on a post in a shadow record (``scores`` None: that model failed on it)."""
+
+    model: Mapping[str, str]
+    scores: Mapping[str, float] | None
+    labels: tuple[str, ...]
+    thresholds: Mapping[str, float]
+    error: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.labels)
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": dict(self.model), "scores": dict(self.scores) if self.scores is not None else None,
+                                "labels": list(self.labels), "thresholds": {k: float(v) for k, v in self.thresholds.items()}}
+        if self.error is not None:
+            body["error"] = self.error
+        return body
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """A shadow-topic record read back (:func:`read_shadow`), or about to be written (:func:`shadow_record`)."""
+
+    id: str
+    source: Source
+    served: ShadowSide
+    candidate: ShadowSide
+    scored_at: str | None = None
+
+    @property
+    def newly_flagged(self) -> list[str]:
+        if self.candidate.error is not None:
+            return []
+        return [lab for lab in self.candidate.labels if lab not in self.served.labels]
+
+    @property
+    def newly_unflagged(self) -> list[str]:
+        if self.candidate.error is not None:
+            return []
+        return [lab for lab in self.served.labels if lab not in self.candidate.labels]
+
+    @property
+    def flag_change(self) -> str | None:
+        if self.candidate.error is not None or self.served.flagged == self.candidate.flagged:
+            return None
+        return "newly_flagged" if self.candidate.flagged else "newly_unflagged"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source.as_dict(), "served": self.served.as_dict(),
+                "candidate": self.candidate.as_dict(), "newly_flagged": self.newly_flagged,
+                "newly_unflagged": self.newly_unflagged, "flag_change": self.flag_change,
+                "scored_at": self.scored_at or now_iso()}
+
+
+def shadow_record(record: ShadowRecord) -> OutRecord:
+    """The shadow-topic record (key: the post id). No post text, by contract."""
+    return OutRecord(record.id.encode("utf-8"), _dumps(record.as_dict()), _json_headers(SHADOW_SCHEMA))
+
+
+def _side(obj: Any, name: str) -> ShadowSide:
+    if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
+        raise ValueError(f"'{name}' must be an object with a 'model'")
+    model = obj["model"]
+    if not all(isinstance(model.get(k), str) for k in ("name", "version")):
+        raise ValueError(f"'{name}.model' must be {{name, version}}")
+    scores, labels, thresholds = obj.get("scores"), obj.get("labels"), obj.get("thresholds") or {}
+    error = obj.get("error")
+    if scores is None and error is None:
+        raise ValueError(f"'{name}' has neither scores nor an error")
+    if scores is not None and (not isinstance(scores, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())):
+        raise ValueError(f"'{name}.scores' must be an object label -> number")
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"'{name}.labels' must be an array of label names")
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"'{name}.thresholds' must be an object")
+    return ShadowSide({"name": model["name"], "version": model["version"]},
+                      {k: float(v) for k, v in scores.items()} if scores is not None else None,
+                      tuple(labels), {k: float(v) for k, v in thresholds.items()},
+                      error if isinstance(error, str) else None)
+
+
+def read_shadow(value: bytes | None) -> ShadowRecord | Rejection:
+    """Validate one shadow-topic value; never raises (a bad record is a :class:`Rejection` with a reason)."""
+    obj = decode_json_object(value, max_message_bytes=10_000_000)
+    if isinstance(obj, Rejection):
+        return obj
+    pid, src = obj.get("id"), obj.get("source")
+    try:
+        if not isinstance(pid, str) or not pid:
+            raise ValueError("'id' must be a non-empty string")
+        if not isinstance(src, dict) or not isinstance(src.get("topic"), str) or not all(
+                isinstance(src.get(k), int) and not isinstance(src.get(k), bool) for k in ("partition", "offset")):
+            raise ValueError("'source' must be {topic, partition, offset, timestamp}")
+        served, candidate = _side(obj.get("served"), "served"), _side(obj.get("candidate"), "candidate")
+    except ValueError as exc:
+        return Rejection("invalid_field", str(exc))
+    ts = src.get("timestamp")
+    ms = None
+    if isinstance(ts, str):
+        try:
+            ms = int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+        except ValueError:
+            ms = None
+    scored_at = obj.get("scored_at") if isinstance(obj.get("scored_at"), str) else None
+    return ShadowRecord(pid, Source(src["topic"], src["partition"], src["offset"], ms), served, candidate, scored_at)
+
+
+# --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
 def iso_from_ms(ms: int | None) -> str | None:
@@ -619,4 +748,5 @@ __all__ = [
     "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
     "iso_from_ms", "now_iso", "one_line",
     "DECISION_SCHEMA", "VERDICTS", "Decision", "ReviewRef", "decision_record", "parse_decision",
+    "SHADOW_SCHEMA", "SHADOW_FAILED", "ShadowSide", "ShadowRecord", "shadow_record", "read_shadow",
 ]

@@ -39,6 +39,8 @@ class Batch:
     rejected: list[tuple[Any, schemas.Rejection]] = field(default_factory=list)
     scoring_failures: int = 0
     bare: set[int] = field(default_factory=set)  # id() of records whose dead-letter record goes without its value
+    shadow: dict[int, Any] = field(default_factory=dict)  # id(record) -> the candidate's ShadowSide (streaming.shadow)
+    shadow_refused: int = 0  # shadow records the broker refused for good (dropped; the post is unaffected)
 
     def reject(self, records: set[int], rejection: schemas.Rejection) -> None:
         """Turn the verdicts of the records with these ``id()`` s into rejections (output_too_large)."""

@@ -36,6 +36,8 @@ def pipeline_topics(settings: Settings) -> list[str]:
     names = [settings.posts_topic, settings.review_topic, settings.dlq_topic]
     if settings.scores_enabled:
         names.insert(2, settings.scores_topic)
+    if settings.shadow_model is not None:
+        names.append(settings.shadow_topic)
     return list(dict.fromkeys(names))
 
 

@@ -82,3 +82,13 @@ def post_text(i: int, rng: random.Random) -> str:
 def make_post(i: int, rng: random.Random, prefix: str = "p") -> tuple[str, bytes]:
     pid = f"{prefix}{i:06d}"
     return pid, json.dumps({"id": pid, "text": post_text(i, rng), "lang": "en"}).encode()
+
+
+def thresholds_variant(src: Path, out: Path, version: str, thresholds: dict[str, float]) -> Path:
+    """A new model version of ``src`` that differs only in its thresholds, written the way
+    ``flagstream calibrate --from-decisions`` writes one (same weight files, bumped version)."""
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.recalibrate import write_recalibrated
+
+    write_recalibrated(read_manifest(src), out, version, thresholds, {"note": "thresholds-only test variant"})
+    return out
