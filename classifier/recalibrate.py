@@ -60,6 +60,35 @@ def write_recalibrated(src: ModelManifest, out: Path, version: str, thresholds: 
     return back
 
 
+def candidates(parent: Path, src: ModelManifest, feed: str) -> list[ModelManifest]:
+    """The thresholds-only versions of ``src`` for ``feed`` already written under ``parent`` (by
+    ``calibrate --from-decisions --watch``), oldest first; directories that fail the manifest check are skipped."""
+    out: list[tuple[str, ModelManifest]] = []
+    for d in sorted(Path(parent).glob("*/manifest.json")) if Path(parent).is_dir() else []:
+        try:
+            m = read_manifest(d.parent)
+        except (ValueError, OSError):
+            continue
+        rec = m.extra.get("recalibration") or {}
+        if rec.get("previous") == f"{src.name}@{src.version}" and rec.get("feed") == feed and m.files == src.files:
+            out.append((str(rec.get("written_at") or m.created_at), m))
+    return [m for _, m in sorted(out, key=lambda x: x[0])]
+
+
+def moved(proposed: Mapping[str, float], reference: Mapping[str, float], min_change: float) -> dict[str, float]:
+    """The labels whose proposed threshold differs from ``reference`` by at least ``min_change``."""
+    return {k: v for k, v in proposed.items() if abs(v - reference.get(k, float("nan"))) >= min_change
+            or k not in reference}
+
+
+def free_version(parent: Path, name: str, version: str) -> str:
+    """``bump_version(version)``, bumped again while ``parent/<name>-<that>`` exists."""
+    v = bump_version(version)
+    while (Path(parent) / f"{name}-{v}").exists():
+        v = bump_version(v)
+    return v
+
+
 def report_markdown(proposals: Sequence[Proposal], applied_feed: str | None, old: ModelManifest,
                     new_version: str | None) -> str:
     """The before/after table: per (label, feed) the estimates at the current and proposed thresholds."""
@@ -143,4 +172,4 @@ def write_report(dir_: Path, proposals: Sequence[Proposal], applied_feed: str | 
     return out
 
 
-__all__ = ["bump_version", "write_recalibrated", "report_markdown", "plot_curves", "write_report"]
+__all__ = ["bump_version", "write_recalibrated", "candidates", "moved", "free_version", "report_markdown", "plot_curves", "write_report"]

@@ -9,7 +9,9 @@ recall at the default target is too low to be of use to reviewers.
 data (issue 18): :mod:`streaming.feedback` reads the review and decisions topics into rows,
 :mod:`classifier.feedback` estimates precision/recall per label and feed and proposes thresholds (or
 refuses, saying how many more decisions it needs), :mod:`classifier.recalibrate` writes the new
-version and the report. Temperatures and weights are untouched.
+version and the report. Temperatures and weights are untouched. ``--watch SECONDS`` repeats that
+proposal periodically and writes each moved proposal as a new candidate version (:func:`watch`); it
+never swaps the served model.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
@@ -40,6 +43,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--feed", default=None, help="source topic whose thresholds to set (required when decisions span several)")
     g.add_argument("--report", type=Path, default=None, help="report directory (default: OUTPUT-report)")
     g.add_argument("--min-decisions", type=int, default=50, help="decisions per label and feed below which nothing moves")
+    g.add_argument("--watch", type=float, default=None, metavar="SECONDS",
+                   help="keep running: every SECONDS re-read the decisions and write a new candidate version under "
+                        "OUTPUT/<name>-<version> when a threshold moves (never changes the served model)")
+    g.add_argument("--min-change", type=float, default=0.01, metavar="DELTA",
+                   help="with --watch: how far a threshold must move from the latest candidate to write a new one "
+                        "(default 0.01)")
+    g.add_argument("--max-rounds", type=int, default=None, metavar="N", help="with --watch: stop after N rounds")
     p.set_defaults(func=run)
 
 
@@ -54,46 +64,36 @@ def run(args: argparse.Namespace) -> int:
 
 def run_from_decisions(args: argparse.Namespace) -> int:
     """Thresholds for one feed from the decisions topic; writes a new version only if one moved."""
-    from flagstream.classifier.feedback import Evidence, propose_all
+    from flagstream.classifier.feedback import Evidence
+    from flagstream.classifier.fit import parse_targets
     from flagstream.classifier.manifest import ModelDirError, read_manifest
     from flagstream.classifier.recalibrate import bump_version, write_recalibrated, write_report
-    from flagstream.classifier.fit import parse_targets
-    from flagstream.streaming.clients import BrokerUnavailable
-    from flagstream.streaming.feedback import read_rows
     from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, "auto")
     if args.min_decisions < 1:
         raise UserError("--min-decisions must be at least 1")
+    if args.watch is not None and args.watch <= 0:
+        raise UserError("--watch must be a positive number of seconds")
+    if args.max_rounds is not None and (args.watch is None or args.max_rounds < 1):
+        raise UserError("--max-rounds needs --watch and a positive number")
+    if args.watch is not None and args.version:
+        raise UserError("--version cannot be given with --watch: each candidate gets the next free version")
+    if not 0 < args.min_change < 1:
+        raise UserError("--min-change must lie between 0 and 1")
     try:
         manifest = read_manifest(Path(settings.model))
     except ModelDirError as exc:
         raise UserError(str(exc)) from None
     own = manifest.extra.get("target_precision")
     targets = parse_targets(args.target_precision if args.target_precision else (own if own else "0.90"))
+    evidence = Evidence(min_decisions=args.min_decisions)
+    if args.watch is not None:
+        return watch(args, settings, manifest, targets, evidence)
     out = Path(args.output)
     version = args.version or bump_version(manifest.version)
-    try:
-        joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
-    feeds = sorted({r.feed for r in joined.rows})
-    if not joined.rows:
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(joined.skipped.items())) or "none"
-        raise UserError(f"no usable decisions for {manifest.name}@{manifest.version} on {settings.decisions_topic} "
-                        f"({joined.decisions_used} decisions read; skipped: {skipped})")
-    feed = args.feed
-    if feed is None:
-        if len(feeds) > 1:
-            raise UserError(f"decisions come from feeds {', '.join(feeds)}; thresholds are per feed: pass --feed TOPIC")
-        feed = feeds[0]
-    elif feed not in feeds:
-        raise UserError(f"no decisions from feed {feed!r}; feeds with decisions: {', '.join(feeds)}")
-    proposals = propose_all(joined.rows, targets, manifest.thresholds, Evidence(min_decisions=args.min_decisions))
-    provenance = joined.provenance(settings.decisions_topic, settings.review_topic)
-    provenance["feed"] = feed
-    provenance["per_label"] = {p.label: p.as_dict() for p in proposals if p.feed == feed}
+    proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence)
     moved = {p.label: p.threshold for p in proposals if p.feed == feed and p.moved}
     new_version = None
     if moved:
@@ -104,6 +104,44 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         new_version = version
     report_dir = args.report or out.with_name(out.name + "-report")
     written = write_report(report_dir, proposals, feed, manifest, new_version, provenance)
+    _print_proposals(proposals, feed)
+    if new_version:
+        print(f"model written to {out} ({manifest.name}@{new_version}); report in {written['markdown'].parent}")
+    else:
+        print(f"no threshold moved for feed {feed}; no model written; report in {written['markdown'].parent}")
+    return 0
+
+
+def _propose(settings: Any, manifest: Any, targets: dict[str, float], feed: str | None,
+             evidence: Any) -> tuple[list[Any], dict[str, Any], str]:
+    """Read the review and decisions topics, estimate, propose: (proposals, provenance, feed)."""
+    from flagstream.classifier.feedback import propose_all
+    from flagstream.streaming.clients import BrokerUnavailable
+    from flagstream.streaming.feedback import read_rows
+
+    try:
+        joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
+    feeds = sorted({r.feed for r in joined.rows})
+    if not joined.rows:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(joined.skipped.items())) or "none"
+        raise UserError(f"no usable decisions for {manifest.name}@{manifest.version} on {settings.decisions_topic} "
+                        f"({joined.decisions_used} decisions read; skipped: {skipped})")
+    if feed is None:
+        if len(feeds) > 1:
+            raise UserError(f"decisions come from feeds {', '.join(feeds)}; thresholds are per feed: pass --feed TOPIC")
+        feed = feeds[0]
+    elif feed not in feeds:
+        raise UserError(f"no decisions from feed {feed!r}; feeds with decisions: {', '.join(feeds)}")
+    proposals = propose_all(joined.rows, targets, manifest.thresholds, evidence)
+    provenance = joined.provenance(settings.decisions_topic, settings.review_topic)
+    provenance["feed"] = feed
+    provenance["per_label"] = {p.label: p.as_dict() for p in proposals if p.feed == feed}
+    return proposals, provenance, feed
+
+
+def _print_proposals(proposals: list[Any], feed: str) -> None:
     for p in proposals:
         mark = "*" if p.feed == feed else " "
         if p.moved:
@@ -113,10 +151,70 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         else:
             more = f"; needs ~{p.more_decisions_needed} more decisions" if p.more_decisions_needed else ""
             print(f"{mark} {p.label:11s} {p.feed}: kept {p.current:.3f}: {p.refused}{more}")
-    if new_version:
-        print(f"model written to {out} ({manifest.name}@{new_version}); report in {written['markdown'].parent}")
-    else:
-        print(f"no threshold moved for feed {feed}; no model written; report in {written['markdown'].parent}")
+
+
+def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[str, float], evidence: Any) -> int:
+    """``--watch SECONDS``: re-run the proposal every SECONDS; write a candidate version when it moves.
+
+    ``--output`` is then a directory of candidates, ``OUTPUT/<name>-<version>`` (+ ``-report``). A round
+    writes one when some label's proposed threshold differs by at least ``--min-change`` from the latest
+    candidate already there for this served model and feed (from the served thresholds when there is
+    none), so a restarted watcher does not write the same candidate twice. It never touches the served
+    model: promoting a candidate (pointing ``model`` at it, after ``--shadow-model`` if wanted) is a person's
+    decision. A round that finds no decisions, or no broker, says so in one line and waits for the next.
+    """
+    import signal
+    import threading
+
+    from flagstream.classifier.manifest import ModelDirError
+    from flagstream.classifier.recalibrate import candidates, free_version, moved, write_recalibrated, write_report
+    from flagstream.streaming.schemas import now_iso
+
+    parent = Path(args.output)
+    if parent.exists() and not parent.is_dir():
+        raise UserError(f"--output {parent} is a file; with --watch it is the directory that collects candidates")
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    rounds = 0
+    while not stop.is_set():
+        rounds += 1
+        stamp = now_iso()
+        try:
+            proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence)
+        except UserError as exc:
+            print(f"round {rounds} {stamp}: nothing proposed: {exc}", flush=True)
+        else:
+            proposed = {p.label: float(p.threshold) for p in proposals if p.feed == feed and p.moved}
+            latest = (candidates(parent, manifest, feed) or [None])[-1]
+            ref = dict(latest.thresholds) if latest is not None else dict(manifest.thresholds)
+            ref_name = f"{latest.name}@{latest.version}" if latest is not None else f"{manifest.name}@{manifest.version} (served)"
+            changed = moved(proposed, ref, args.min_change)
+            if not changed:
+                what = ", ".join(f"{k} {v:.3f}" for k, v in proposed.items()) or "no threshold moved"
+                print(f"round {rounds} {stamp}: feed {feed}: unchanged against {ref_name} ({what}); nothing written",
+                      flush=True)
+            else:
+                version = free_version(parent, manifest.name, latest.version if latest is not None else manifest.version)
+                out = parent / f"{manifest.name}-{version}"
+                provenance["written_at"] = stamp
+                provenance["watch"] = {"interval_s": args.watch, "round": rounds, "min_change": args.min_change,
+                                       "compared_with": ref_name}
+                try:
+                    write_recalibrated(manifest, out, version, proposed, provenance)
+                except (ValueError, ModelDirError) as exc:
+                    raise UserError(str(exc)) from None
+                write_report(out.with_name(out.name + "-report"), proposals, feed, manifest, version, provenance)
+                moves = ", ".join(f"{k} {ref.get(k, float('nan')):.3f} -> {v:.3f}" for k, v in changed.items())
+                print(f"round {rounds} {stamp}: feed {feed}: candidate {manifest.name}@{version} written to {out} "
+                      f"({moves}); promote it by pointing model at it, after --shadow-model if wanted", flush=True)
+        if args.max_rounds is not None and rounds >= args.max_rounds:
+            break
+        stop.wait(args.watch)
     return 0
 
 

@@ -1,0 +1,100 @@
+"""What shadow mode costs the stream's scoring step: the served model alone vs served + a shadow candidate.
+
+The candidate is the shipped model with other thresholds, written as ``calibrate --from-decisions`` writes
+one (same weights, new version): the common case, and the worst one for the ratio (the candidate is exactly
+as expensive as the served model). Both sides run the stream's own code on the same micro-batches: the
+parse step, ``streaming.steps.score_batch`` with the served scorer, and for the shadow side also
+``streaming.shadow.Shadow.score`` and building every shadow record (``Shadow.record``). Kafka is left out
+(the produce cost of a ~400-byte record per post is small next to a transformer pass). Rounds alternate
+between the two sides so that a change in machine load hits both; the medians are printed.
+
+    nice -n 10 python bench/shadow.py --posts 1024 --batch-size 512 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "flagstream-minilm")
+    p.add_argument("--posts", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="scoring threads (0 = torch default)")
+    p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    args = p.parse_args(argv)
+
+    from bench.texts import bench_texts
+    from flagstream.classifier.manifest import read_manifest
+    from flagstream.classifier.recalibrate import bump_version, write_recalibrated
+    from flagstream.classifier.scoring import load_scorer
+    from flagstream.streaming.schemas import Source, now_iso
+    from flagstream.streaming.shadow import Shadow
+    from flagstream.streaming.steps import parse_batch, score_batch
+
+    texts, origin = bench_texts(args.data_dir if args.data_dir.is_dir() else None, args.posts)
+    records = [SimpleNamespace(topic="posts", partition=0, offset=i, timestamp=0, key=str(i).encode(), headers=[],
+                               value=json.dumps({"id": f"b{i}", "text": t[:10_000]}).encode()) for i, t in enumerate(texts)]
+    batches = [records[i:i + args.batch_size] for i in range(0, len(records), args.batch_size)]
+    src = read_manifest(args.model)
+    threads = args.threads or None
+    with tempfile.TemporaryDirectory() as tmp:
+        cand_dir = Path(tmp) / "candidate"
+        lowered = {k: round(v * 0.8, 6) for k, v in src.thresholds.items()}
+        write_recalibrated(src, cand_dir, bump_version(src.version), lowered, {"note": "bench/shadow.py"})
+        served = load_scorer(args.model, threads=threads)
+        shadow = Shadow(load_scorer(cand_dir, threads=threads), served.info, "posts.shadow")
+        warn = lambda *a, **k: None  # noqa: E731
+
+        def one_pass(with_shadow: bool) -> tuple[float, int]:
+            t0 = time.perf_counter()
+            n = 0
+            for recs in batches:
+                batch = parse_batch(recs, max_text_chars=10_000, max_message_bytes=1_000_000)
+                score_batch(batch, served, warn)
+                if with_shadow:
+                    shadow.score(batch, warn)
+                    now = now_iso()
+                    for rec, v in batch.verdicts:
+                        shadow.record(v, Source(rec.topic, rec.partition, rec.offset, 0), batch.shadow[id(rec)],
+                                      served.info.as_dict(), served.info.thresholds, now)
+                n += len(batch.verdicts)
+            return time.perf_counter() - t0, n
+
+        one_pass(False)  # warm-up: first-call costs (thread pools, allocator) hit neither side
+        rates: dict[str, list[float]] = {"served only": [], "served + shadow": []}
+        for r in range(args.rounds):
+            for name, flag in (("served only", False), ("served + shadow", True)):
+                secs, n = one_pass(flag)
+                rates[name].append(n / secs)
+                print(f"round {r + 1} {name:16s} {n / secs:8.1f} posts/s ({n} posts, {secs:.2f} s)", flush=True)
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = med["served + shadow"] / med["served only"]
+    load = os.getloadavg()
+    print(f"model {served.info.ref} vs candidate {shadow.scorer.info.ref} (thresholds only); {len(texts)} posts "
+          f"({origin}), batch {args.batch_size}, {args.rounds} rounds, threads {args.threads or 'default'}")
+    print(f"served only: {med['served only']:.1f} posts/s; served + shadow: {med['served + shadow']:.1f} posts/s; "
+          f"ratio {ratio:.3f} (shadow mode keeps {100 * ratio:.1f}% of the scoring throughput)")
+    print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("BENCH_SHADOW " + json.dumps({"served_posts_per_s": round(med["served only"], 1),
+                                        "shadow_posts_per_s": round(med["served + shadow"], 1),
+                                        "ratio": round(ratio, 4), "posts": len(texts), "batch_size": args.batch_size,
+                                        "rounds": args.rounds, "origin": origin, "loadavg": [round(x, 2) for x in load]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
