@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from flagstream.streaming.checkpoint import RejectedOutput
 from flagstream.streaming.routing import Router
 from flagstream.streaming.shadow import Shadow
 from flagstream.streaming.steps import Batch
-from tests.support.kafka import post_bytes, produce, read_all
+from tests.support.kafka import metric_value, post_bytes, produce, read_all
 from tests.support.model import post_text, thresholds_variant
 from tests.support.process import PipelineThread, run_cli
 from tests.support.topics import TopicSet
@@ -72,7 +73,7 @@ def _review_view(records) -> set:
     return out
 
 
-def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path):
+def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path, stream_proc):
     posts = _posts()
     new_t = _pick_thresholds(linear_model_dir, posts)
     cand = thresholds_variant(linear_model_dir, tmp_path / "candidate", "0.0.2", new_t)
@@ -80,7 +81,15 @@ def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path):
     without = TopicSet.unique(broker.bootstrap, linear_model_dir, tag="shwo")
     shadow_topic = with_shadow.posts.replace(".posts", ".shadow")
     audit = {"audit_rate": 0.05, "audit_near_rate": 0.3}  # audit records must be unaffected too
-    pipe = _run(with_shadow, posts, shadow_model=str(cand), shadow_topic=shadow_topic, **audit)
+    # the command as an operator runs it: flagstream stream --shadow-model DIR --shadow-topic T
+    proc = stream_proc(with_shadow.env(**audit), args=["--shadow-model", str(cand), "--shadow-topic", shadow_topic])
+    produce(broker.bootstrap, with_shadow.posts, [(pid.encode(), post_bytes(pid, text)) for pid, text in posts]
+            + [(b"bad-1", b"not json"), (b"bad-2", b'{"id": "bad-2"}')])
+    proc.wait_metric("flagstream_posts_consumed_total", N + 2, 120)
+    proc.wait_metric("flagstream_shadow_scored_total", N, 30)
+    time.sleep(0.5)  # the batch's books are updated on the loop's thread, after its commit
+    metrics = proc.get("/metrics")[1]
+    assert proc.terminate() == 0
     _run(without, posts, **audit)
 
     scores = {json.loads(r.value)["id"]: json.loads(r.value) for r in read_all(broker.bootstrap, with_shadow.scores)}
@@ -110,8 +119,14 @@ def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path):
         expected.update((lab, "newly_flagged") for lab in want_new)
         expected.update((lab, "newly_unflagged") for lab in want_gone)
     assert expected[("sectarian", "newly_flagged")] > 5 and expected[("propaganda", "newly_unflagged")] > 5
-    assert pipe.stats.shadow_scored == N and not pipe.stats.shadow_failures
-    assert pipe.stats.shadow_changes == Counter({f"{lab}:{ch}": n for (lab, ch), n in expected.items()})
+    assert metric_value(metrics, "flagstream_shadow_scored_total") == N
+    assert metric_value(metrics, "flagstream_shadow_failures_total", 'reason="scoring_failed"') == 0
+    for lab in LABELS:
+        for ch in ("newly_flagged", "newly_unflagged"):
+            assert metric_value(metrics, "flagstream_shadow_flag_changes_total",
+                                f'change="{ch}",label="{lab}"') == expected[(lab, ch)], (lab, ch)
+    assert 'flagstream_shadow_model_info{kind="linear",name="test-linear",version="0.0.2"} 1.0' in metrics
+    assert not any(t in proc.logs() for _, t in posts)  # INFO logs carry no post text
 
     # the review topic is the one a pipeline without shadow mode writes, record for record
     rev_a = _review_view(read_all(broker.bootstrap, with_shadow.review))
@@ -190,6 +205,22 @@ def test_a_failing_shadow_model_never_stops_the_served_path(topics, linear_model
         assert body["newly_flagged"] == [] and body["flag_change"] is None and body["served"]["scores"]
     text = runner.pipeline.metrics.render().decode()
     assert 'flagstream_shadow_failures_total{reason="scoring_failed"} 80.0' in text
+
+
+def test_shadow_records_are_committed_with_the_batch_under_exactly_once(topics, linear_model_dir, tmp_path):
+    posts = _posts()[:60]
+    cand = thresholds_variant(linear_model_dir, tmp_path / "candidate", "0.0.2", {"sectarian": 0.2})
+    shadow_topic = topics.posts.replace(".posts", ".shadow")
+    produce(topics.bootstrap, topics.posts, [(pid.encode(), post_bytes(pid, text)) for pid, text in posts])
+    runner = PipelineThread(topics.settings(shadow_model=str(cand), shadow_topic=shadow_topic, exactly_once=True,
+                                            instance_id="shadow-eos"))
+    try:
+        scores = read_all(topics.bootstrap, topics.scores, min_count=len(posts), timeout_s=120, read_committed=True)
+        shadow = read_all(topics.bootstrap, shadow_topic, min_count=len(posts), timeout_s=60, read_committed=True)
+    finally:
+        assert runner.stop() == 0
+    assert {r.key for r in shadow} == {r.key for r in scores} and len(shadow) == len(posts)
+    assert runner.pipeline.stats.shadow_scored == len(posts) and runner.pipeline.stats.commits >= 1
 
 
 def test_a_refused_shadow_record_drops_only_itself(linear_model_dir):
