@@ -40,7 +40,7 @@ def _json_lines(stderr: str) -> list[dict]:
 # closed port: exactly one line, no kafka-python chatter
 # ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [
-    ["produce", "{posts}"], ["review"], ["dlq"], ["dlq", "replay", "--all"], ["review", "--group", "g"],
+    ["produce", "{posts}"], ["review"], ["dlq"], ["dlq", "replay", "--all"], ["review", "--group", "g"], ["shadow-report"],
 ])
 def test_one_shot_commands_against_a_closed_port_print_one_line(command, tmp_path):
     posts = tmp_path / "p.jsonl"
