@@ -6,7 +6,8 @@ as expensive as the served model). Both sides run the stream's own code on the s
 parse step, ``streaming.steps.score_batch`` with the served scorer, and for the shadow side also
 ``streaming.shadow.Shadow.score`` and building every shadow record (``Shadow.record``). Kafka is left out
 (the produce cost of a ~400-byte record per post is small next to a transformer pass). Rounds alternate
-between the two sides so that a change in machine load hits both; the medians are printed.
+between the two sides so that a change in machine load hits both; the medians are printed, and the resident
+memory with the served model alone and with the candidate loaded too (each after a warm-up pass).
 
     nice -n 10 python bench/shadow.py --posts 1024 --batch-size 512 --rounds 3
 """
@@ -25,6 +26,14 @@ from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         cand_dir = Path(tmp) / "candidate"
         lowered = {k: round(v * 0.8, 6) for k, v in src.thresholds.items()}
         write_recalibrated(src, cand_dir, bump_version(src.version), lowered, {"note": "bench/shadow.py"})
+        rss_start = _rss_mb()
         served = load_scorer(args.model, threads=threads)
-        shadow = Shadow(load_scorer(cand_dir, threads=threads), served.info, "posts.shadow")
         warn = lambda *a, **k: None  # noqa: E731
+        shadow = None
 
         def one_pass(with_shadow: bool) -> tuple[float, int]:
             t0 = time.perf_counter()
@@ -75,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             return time.perf_counter() - t0, n
 
         one_pass(False)  # warm-up: first-call costs (thread pools, allocator) hit neither side
+        rss_served = _rss_mb()
+        shadow = Shadow(load_scorer(cand_dir, threads=threads), served.info, "posts.shadow")
+        one_pass(True)
+        rss_both = _rss_mb()
         rates: dict[str, list[float]] = {"served only": [], "served + shadow": []}
         for r in range(args.rounds):
             for name, flag in (("served only", False), ("served + shadow", True)):
@@ -88,11 +102,15 @@ def main(argv: list[str] | None = None) -> int:
           f"({origin}), batch {args.batch_size}, {args.rounds} rounds, threads {args.threads or 'default'}")
     print(f"served only: {med['served only']:.1f} posts/s; served + shadow: {med['served + shadow']:.1f} posts/s; "
           f"ratio {ratio:.3f} (shadow mode keeps {100 * ratio:.1f}% of the scoring throughput)")
+    print(f"resident memory: {rss_start:.0f} MB before loading, {rss_served:.0f} MB with the served model "
+          f"(after a pass), {rss_both:.0f} MB with the candidate too: +{rss_both - rss_served:.0f} MB")
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("BENCH_SHADOW " + json.dumps({"served_posts_per_s": round(med["served only"], 1),
                                         "shadow_posts_per_s": round(med["served + shadow"], 1),
                                         "ratio": round(ratio, 4), "posts": len(texts), "batch_size": args.batch_size,
-                                        "rounds": args.rounds, "origin": origin, "loadavg": [round(x, 2) for x in load]}))
+                                        "rounds": args.rounds, "origin": origin, "loadavg": [round(x, 2) for x in load],
+                                        "rss_mb": {"start": round(rss_start), "served": round(rss_served),
+                                                   "served_and_shadow": round(rss_both)}}))
     return 0
 
 
