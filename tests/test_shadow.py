@@ -278,3 +278,49 @@ def test_bad_arguments_are_one_line(broker, linear_model_dir, tmp_path):
         err = r.stderr.decode()
         assert r.returncode == 2, (args, err)
         assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_report_counts_each_post_once_per_pair_and_keeps_failures_apart():
+    from datetime import datetime, timezone
+
+    from flagstream.streaming.shadow_report import read_window, summarize
+
+    thr = {"propaganda": 0.5, "sectarian": 0.5}
+
+    def rec(pid, offset, served_labels, cand_labels, cand_version="2", feed="forum", ts=1000, failed=False):
+        scores = {"propaganda": 0.6, "sectarian": 0.4}
+        served = schemas.ShadowSide({"name": "m", "version": "1"}, scores, tuple(served_labels), thr)
+        cand = (schemas.ShadowSide({"name": "m", "version": cand_version}, None, (), thr, schemas.SHADOW_FAILED)
+                if failed else schemas.ShadowSide({"name": "m", "version": cand_version}, scores, tuple(cand_labels),
+                                                  {"propaganda": 0.5, "sectarian": 0.3}))
+        value = schemas.shadow_record(schemas.ShadowRecord(pid, schemas.Source(feed, 0, offset, ts), served, cand)).value
+        return SimpleNamespace(value=value, timestamp=ts)
+
+    records = [
+        rec("a", 0, ["propaganda"], ["propaganda", "sectarian"]),  # sectarian newly flagged
+        rec("a", 0, ["propaganda"], ["propaganda", "sectarian"]),  # redelivered: counted once
+        rec("b", 1, [], ["sectarian"], feed="news"),  # newly flagged, post level too
+        rec("c", 2, ["propaganda"], []),  # newly unflagged
+        rec("d", 3, [], [], failed=True),  # candidate failed: apart, out of the rates
+        rec("e", 4, [], ["sectarian"], cand_version="3"),  # another candidate: its own pair
+        SimpleNamespace(value=b"not json", timestamp=1000),
+        rec("late", 5, [], ["sectarian"], ts=5000),
+    ]
+    rep = summarize(read_window(records))
+    assert (rep.records, rep.duplicates, rep.invalid) == (8, 1, 1)
+    pair = next(p for p in rep.pairs if p.candidate == "m@2")
+    assert pair.posts == 5 and pair.candidate_errors == 1
+    sect = pair.cells["sectarian"]["(all feeds)"]
+    assert (sect.both, sect.newly_flagged, sect.newly_unflagged, sect.neither) == (0, 3, 0, 1)
+    assert pair.cells["sectarian"]["news"].newly_flagged == 1
+    prop = pair.cells["propaganda"]["(all feeds)"]
+    assert (prop.both, prop.newly_unflagged, prop.neither) == (1, 1, 2) and prop.served_rate == 0.5
+    anyl = pair.cells["(any label)"]["(all feeds)"]
+    assert (anyl.both, anyl.newly_flagged, anyl.newly_unflagged) == (1, 2, 1)
+    assert [e["id"] for e in pair.examples["sectarian"]["newly_flagged"]] == ["a", "b", "late"]
+    assert next(p for p in rep.pairs if p.candidate == "m@3").posts == 1
+    # the window: --since (Kafka record timestamp) and --max-records
+    since = datetime.fromtimestamp(2, tz=timezone.utc)
+    assert summarize(read_window(records, since=since)).records == 1
+    assert summarize(read_window(records, max_records=3)).records == 3
+    assert json.dumps(rep.as_dict(), allow_nan=False)
