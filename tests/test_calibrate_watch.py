@@ -70,3 +70,16 @@ def test_watch_arguments_are_checked_in_one_line(broker, linear_model_dir, feed_
         r = cli(base + extra, env)
         assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_watch_survives_a_missing_broker_round_after_round(linear_model_dir, tmp_path):
+    from flagstream.streaming.broker import free_port
+
+    env = {"FLAGSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "FLAGSTREAM_STARTUP_TIMEOUT_S": "1",
+           "FLAGSTREAM_MODEL": str(linear_model_dir), "HF_HUB_OFFLINE": "1"}
+    r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "c"), "--watch", "0.2", "--max-rounds", "2"],
+            env)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("round ")]
+    assert len(lines) == 2 and all("nothing proposed" in ln and "unreachable" in ln for ln in lines), r.stdout
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())

@@ -166,6 +166,8 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
     import signal
     import threading
 
+    from kafka.errors import KafkaError
+
     from flagstream.classifier.manifest import ModelDirError
     from flagstream.classifier.recalibrate import candidates, free_version, moved, write_recalibrated, write_report
     from flagstream.streaming.schemas import now_iso
@@ -186,7 +188,7 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
         stamp = now_iso()
         try:
             proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence)
-        except UserError as exc:
+        except (UserError, KafkaError) as exc:  # no decisions yet, no broker: say so, try again next round
             print(f"round {rounds} {stamp}: nothing proposed: {exc}", flush=True)
         else:
             proposed = {p.label: float(p.threshold) for p in proposals if p.feed == feed and p.moved}
