@@ -41,7 +41,7 @@ def _pct(x: float) -> str:
 
 
 def render(report: Any, topic: str, texts: dict[tuple[str, int, int], str | None] | None) -> str:
-    from flagstream.streaming.review import safe_text
+    from flagstream.streaming.review import format_pair, safe_text
     from flagstream.streaming.shadow_report import ALL_FEEDS, ANY
 
     lines = [f"shadow topic {topic}: {report.records} records read ({report.duplicates} redelivered, counted once; "
@@ -65,14 +65,15 @@ def render(report: Any, topic: str, texts: dict[tuple[str, int, int], str | None
                              f"{_pct(c.candidate_rate):>15s} "
                              f"{100 * (c.candidate_rate - c.served_rate):+8.1f}pp")
         if pr.examples:
-            lines += ["", "examples (post id, source, served score -> candidate score, thresholds):"]
+            lines += ["", "examples (post id, source, each model's score against its threshold):"]
             for label, by_change in sorted(pr.examples.items()):
                 for change, items in sorted(by_change.items()):
                     for e in items:
+                        ss, st = format_pair(e["served_score"], e["served_threshold"])
+                        cs, ct = format_pair(e["candidate_score"], e["candidate_threshold"])
                         lines.append(f"  {label} {change.replace('_', ' ')}: {safe_text(str(e['id']), 80)} "
                                      f"({safe_text(e['feed'], 60)}[{e['partition']}]@{e['offset']}) "
-                                     f"{e['served_score']:.3f} -> {e['candidate_score']:.3f} (threshold "
-                                     f"{e['served_threshold']:.3f} -> {e['candidate_threshold']:.3f})")
+                                     f"served {ss} (threshold {st}), candidate {cs} (threshold {ct})")
                         if texts is not None:
                             text = texts.get((e["feed"], e["partition"], e["offset"]))
                             lines.append("      " + (safe_text(text, 200) if text is not None
