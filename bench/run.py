@@ -24,6 +24,7 @@ other processes hits all of them alike); a speed-up is the median of the per-rou
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -55,6 +56,10 @@ def cpu_model() -> str:
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+LENGTH_BUCKETS = ((1, 32), (33, 64), (65, 128), (129, 512))  # tokens after truncation
+AGREEMENT_BAR = 0.995  # flag agreement with fp32 a fast path must keep to count as "best"
 
 
 def timed_rate(fn, items, repeats: int) -> tuple[float, list[float]]:
@@ -109,13 +114,17 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
         precisions = ["fp32"] + [p for p in args.precisions.split(",") if p != "fp32"]
     for prec in precisions:
         log(f"flagstream scorer, precision {prec}: parity")
+        if prec == "int8" and importlib.util.find_spec("onnxruntime") is None:
+            results[prec] = {"skipped": "onnxruntime not installed (the `onnx` extra)"}
+            continue
         scorer = load_scorer(model_dir, batch_size=args.batch_size, threads=threads, precision=prec)
         if info is None:
             info = scorer.info
             lengths = [len(x) for x in scorer.engine.tokenize(norm)]
             shape = model_shape(scorer.engine.model)
-        probs = scorer.score(texts)
-        row: dict = {}
+        start = time.perf_counter()
+        probs = scorer.score(texts)  # a fresh scorer's first pass: every (batch, length) shape is new to it
+        row: dict = {"first_pass_posts_per_s": round(len(texts) / (time.perf_counter() - start), 1)}
         if prec == "fp32":
             ref_probs, ref_logits = probs, scorer.logits(texts)
         else:
@@ -154,10 +163,28 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
             fn(inputs[name])
             rounds[name].append(len(inputs[name]) / (time.perf_counter() - start))
     for prec in scorers:
+        warm = statistics.median(rounds[prec])
         results[prec].update(
-            posts_per_s=round(statistics.median(rounds[prec]), 1), runs=[round(x, 1) for x in rounds[prec]],
+            posts_per_s=round(warm, 1), runs=[round(x, 1) for x in rounds[prec]],
             speedup_vs_pipeline=round(statistics.median(
-                [a / b for a, b in zip(rounds[prec], rounds["pipeline"])]), 2))
+                [a / b for a, b in zip(rounds[prec], rounds["pipeline"])]), 2),
+            warm_over_first_pass=round(warm / results[prec]["first_pass_posts_per_s"], 2))
+
+    # --- by length bucket (fp32 token counts): one interleaved round per bucket ----------------------
+    by_length: dict[str, dict] = {}
+    arr = np.asarray(lengths)
+    for lo, hi in LENGTH_BUCKETS:
+        idx = np.flatnonzero((arr >= lo) & (arr <= hi))
+        if len(idx) < 8:
+            continue
+        row = {"posts": int(len(idx)), "mean_tokens": round(float(arr[idx].mean()), 1)}
+        for name, fn in variants.items():
+            part = [inputs[name][i] for i in idx]
+            start = time.perf_counter()
+            fn(part)
+            row[name] = round(len(part) / (time.perf_counter() - start), 1)
+        by_length[f"{lo}-{hi}"] = row
+    out["by_length"] = by_length
     base_rate = statistics.median(rounds["pipeline"])
     out["pipeline"] = {"posts_per_s": round(base_rate, 1), "runs": [round(x, 1) for x in rounds["pipeline"]],
                        "batch_size": best_bs, "batch_size_tuning": tuned,
@@ -166,6 +193,11 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
 
     fast = results[auto]["posts_per_s"]
     out["speedup_vs_pipeline"] = results[auto]["speedup_vs_pipeline"]
+    # The fastest path that keeps >= 99.5% of flags (issue 21's bar); fp32 is the reference and always qualifies.
+    ok = [p for p in scorers if p == "fp32" or results[p]["parity_vs_fp32"]["flag_agreement"] >= AGREEMENT_BAR]
+    best = max(ok, key=lambda p: results[p]["posts_per_s"])
+    out["best_precision"] = best
+    out["speedup_best_vs_pipeline"] = results[best]["speedup_vs_pipeline"]
     out["speedup_fp32_vs_pipeline"] = results["fp32"]["speedup_vs_pipeline"]
 
     # --- roofline fraction ------------------------------------------------------------------------------
@@ -183,6 +215,9 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
         "peak_precision": auto,
         "fraction_of_peak": round(achieved / (peak16 if auto == "bf16" else peak32), 3),
         "fraction_of_fp32_peak_fp32_path": round(results["fp32"]["posts_per_s"] * flops / peak32, 3),
+        # int8 does the same useful work in cheaper arithmetic; against the fp32 peak it may pass 100%
+        "best_precision": best,
+        "fraction_of_fp32_peak_best": round(results[best]["posts_per_s"] * flops / peak32, 3),
         "pipeline_fraction_of_fp32_peak": round(base_rate * flops / peak32, 3),
     }
     out["model_info"] = {"ref": info.ref, "thresholds": dict(info.thresholds)}
@@ -308,15 +343,30 @@ def fmt_table(res: dict) -> str:
     lines.append(f"flagstream benchmark  |  {res['cpu']}  |  {m['threads']} threads  |  model {m['model_info']['ref']}"
                  f"  |  {res['texts']['n']} texts ({res['texts']['source']})")
     lines.append("")
-    lines.append(f"{'model throughput (median of rounds)':36} {'posts/s':>9} {'vs pipeline':>12}   "
+    lines.append(f"{'model throughput (median of rounds)':36} {'posts/s':>9} {'vs pipeline':>12} {'1st pass':>9}   "
                  "parity vs fp32 (max |dp|, flag agreement)")
     p = m["pipeline"]
     lines.append(f"{'transformers pipeline fp32 (bs=' + str(p['batch_size']) + ')':36} {p['posts_per_s']:9.1f} {'1.00x':>12}")
     for prec, row in m["flagstream"].items():
         tag = f"flagstream {prec}" + (" (default)" if prec == m["default_precision"] else "")
+        if "skipped" in row:
+            lines.append(f"{tag:36} skipped: {row['skipped']}")
+            continue
         par = row.get("parity_vs_fp32")
         ptxt = "reference" if par is None else f"{par['max_abs_score_diff']:.4f}, {100 * par['flag_agreement']:.2f}%"
-        lines.append(f"{tag:36} {row['posts_per_s']:9.1f} {row['speedup_vs_pipeline']:11.2f}x   {ptxt}")
+        lines.append(f"{tag:36} {row['posts_per_s']:9.1f} {row['speedup_vs_pipeline']:11.2f}x "
+                     f"{row['first_pass_posts_per_s']:9.1f}   {ptxt}   (warm = {row['warm_over_first_pass']}x first pass)")
+    lines.append(f"fastest path keeping >= 99.5% of flags: {m['best_precision']}, "
+                 f"{m['speedup_best_vs_pipeline']}x the pipeline")
+    if m.get("by_length"):
+        names = ["pipeline"] + [k for k, v in m["flagstream"].items() if "skipped" not in v]
+        lines.append("")
+        lines.append(f"{'by length (tokens)':20} {'posts':>6} {'mean':>6} " + " ".join(f"{n:>9}" for n in names)
+                     + f" {m['best_precision'] + '/pipe':>11}")
+        for key, row in m["by_length"].items():
+            ratio = row[m["best_precision"]] / row["pipeline"]
+            lines.append(f"{key:20} {row['posts']:6d} {row['mean_tokens']:6.1f} "
+                         + " ".join(f"{row[n]:9.1f}" for n in names) + f" {ratio:10.2f}x")
     r = m["roofline"]
     lines.append("")
     lines.append(f"roofline: matmul peak fp32 {r['fp32_peak_gflops']} / bf16 {r['bf16_peak_gflops']} GFLOP/s; "
@@ -324,6 +374,8 @@ def fmt_table(res: dict) -> str:
     lines.append(f"          flagstream {m['default_precision']} reaches {r['achieved_gflops']} GFLOP/s = "
                  f"{100 * r['fraction_of_peak']:.1f}% of the {r['peak_precision']} peak "
                  f"(pipeline: {100 * r['pipeline_fraction_of_fp32_peak']:.1f}% of the fp32 peak)")
+    lines.append(f"          fastest path ({r['best_precision']}): {100 * r['fraction_of_fp32_peak_best']:.1f}% of the fp32 "
+                 "peak (useful FLOPs; int8 arithmetic can pass 100%)")
     e = res.get("e2e", {})
     lines.append("")
     if "skipped" in e:
@@ -397,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: the whole run in under two minutes")
     ap.add_argument("--model", type=Path, default=None, help="model dir (default models/flagstream-minilm, else a stand-in)")
     ap.add_argument("--data-dir", type=Path, default=PROJECT_ROOT.parent / "shared" / "data")
+    ap.add_argument("--mix", choices=("realistic", "short"), default="realistic",
+                    help="realistic: real feeds' length spread, forum posts and news included (default); "
+                         "short: the tweet-length mix of earlier runs")
     ap.add_argument("--texts", type=int, default=None, help="posts for the model measurements (default 2000; smoke 96)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (default 3; smoke 1)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores of this process)")
@@ -434,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads or default_threads()
     started = time.time()
-    texts, source = bench_texts(args.data_dir, args.texts)
+    texts, source = bench_texts(args.data_dir, args.texts, mix=args.mix)
     model_dir, model_desc = resolve_model_dir(args.model, texts)
     log(f"model: {model_desc}; {len(texts)} texts from {source}; {threads} threads")
     res: dict = {"bench": "flagstream", "smoke": s, "cpu": cpu_model(), "cores": os.cpu_count(),

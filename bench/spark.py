@@ -107,8 +107,8 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
 
     from flagstream.classifier.manifest import MANIFEST_NAME
     from flagstream.classifier.rescore_rows import InputRow, Limits
-    from flagstream.classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows, sha256_bytes,
-                                          spark_output_schema, spark_session)
+    from flagstream.classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows,
+                                                     sha256_bytes, spark_session)
 
     spark = spark_session(master, 4096)
     try:
@@ -122,8 +122,9 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
         _ship(spark.sparkContext, model)
         spec = ModelSpec(model.name, sha256_bytes(model / MANIFEST_NAME))
         df = spark.read.parquet(str(src)).repartition(2 * spark.sparkContext.defaultParallelism)
-        schema = spark_output_schema(("propaganda", "sectarian"), False)
-        cols = [f.name for f in schema.fields]
+        # Flat output columns: pandas_udf cannot return the contract's nested structs with nulls (PySpark 4.3
+        # turns a null struct into NaN and fails converting it), so this side writes less than the engine does.
+        schema = "id string, propaganda double, sectarian double, error string"
 
         @pandas_udf(schema)
         def score(batch):  # a struct column arrives as a pandas DataFrame
@@ -132,7 +133,12 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
             recs = [{k: (None if v is None or v != v else v) for k, v in r.items()} for r in batch.to_dict("records")]
             out = score_rows(executor_scorer(spec, 1), [InputRow(i, r) for i, r in enumerate(recs)],
                              keep_text=False, limits=Limits())
-            return pd.DataFrame(out, columns=cols)
+            return pd.DataFrame({
+                "id": [o.get("id") for o in out],
+                "propaganda": [(o.get("scores") or {}).get("propaganda") for o in out],
+                "sectarian": [(o.get("scores") or {}).get("sectarian") for o in out],
+                "error": [o.get("error") for o in out],
+            })
 
         t = time.perf_counter()
         (df.select(score(F.struct(*df.columns)).alias("o")).select("o.*")

@@ -29,6 +29,20 @@ REAL_SOURCES: tuple[tuple[str, str, str], ...] = (
     ("mlma_hate_en_fr/en_dataset.csv", "tweet", ","),
 )
 
+# The realistic mix (issue 21): real feeds are longer than the short-tweet mix above. Forum posts (Gab),
+# propaganda-account and crisis tweets, German posts with a long tail, Arabic tweets (many word pieces each in
+# an English vocabulary), counter-speech replies, and news paragraphs (PTC articles, cut at paragraph breaks).
+REALISTIC_SOURCES: tuple[tuple[str, str, str], ...] = (
+    ("gab_hate_corpus/ghc_train.tsv", "text", "\t"),
+    ("isis_fifthtribe/tweets.csv", "tweets", ","),
+    ("crisislex_boston/2013_Boston_Bombings-ontopic_offtopic.csv", " tweet", ","),
+    ("davidson_hate_offensive/labeled_data.csv", "tweet", ","),
+    ("germeval_harmful_de/2025/vio_train.csv", "description", ";"),
+    ("alfifi_isis_ar/alfifi_isis_ar_half.csv", "text", ","),
+    ("conan/Multitarget-CONAN.csv", "COUNTER_NARRATIVE", ","),
+)
+NEWS_ARTICLES = "ptc_semeval2020_t11/datasets/train-articles"
+
 _WORDS = (
     "the of and to in a is that for it on was with he as at by this have from or one had not but what all were "
     "when we there can an your which their said if do will each about how up out them then she many some so "
@@ -75,6 +89,44 @@ def real_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
     return out[:n]
 
 
+def _news_paragraphs(folder: Path, limit: int) -> list[str]:
+    """Paragraphs of news articles (a link post's preview or a long post), at most ``limit``."""
+    out: list[str] = []
+    try:
+        files = sorted(folder.glob("*.txt"))
+    except OSError:
+        return []
+    for f in files:
+        for para in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            para = " ".join(para.split())
+            if len(para) >= 40:
+                out.append(para)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def realistic_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
+    """Up to ``n`` posts with real feeds' length spread: an equal share of each ``REALISTIC_SOURCES`` + news."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        return []
+    k = len(REALISTIC_SOURCES) + 1
+    per = max(1, -(-n // k))
+    pools = [_real_rows(data_dir / rel, col, sep, per * 4) for rel, col, sep in REALISTIC_SOURCES]
+    pools.append(_news_paragraphs(data_dir / NEWS_ARTICLES, per * 4))
+    pools = [p for p in pools if p]
+    if not pools:
+        return []
+    rng = random.Random(seed)
+    out: list[str] = []
+    for pool in pools:
+        rng.shuffle(pool)
+        out.extend(pool[: -(-n // len(pools))])
+    rng.shuffle(out)
+    return out[:n]
+
+
 def synthetic_text(rng: random.Random) -> str:
     """One post: lognormal word count (median ~13 words, tail to ~60; tokens roughly match the real mix), tweet furniture mixed in."""
     words = int(min(max(rng.lognormvariate(2.6, 0.55), 1), 250))
@@ -104,13 +156,15 @@ def synthetic_texts(n: int, seed: int = 11) -> list[str]:
     return [synthetic_text(rng) for _ in range(n)]
 
 
-def bench_texts(data_dir: Path | None, n: int, seed: int = 7) -> tuple[list[str], str]:
-    """``n`` realistic posts and where they came from ("shared data" or "synthetic")."""
-    real = real_texts(data_dir, n, seed) if data_dir else []
+def bench_texts(data_dir: Path | None, n: int, seed: int = 7, mix: str = "realistic") -> tuple[list[str], str]:
+    """``n`` real posts and where they came from; synthetic ones (short-mix lengths) without ../shared."""
+    pick = realistic_texts if mix == "realistic" else real_texts
+    real = pick(data_dir, n, seed) if data_dir else []
     if len(real) >= n // 2:
         if len(real) < n:
             real += synthetic_texts(n - len(real), seed)
-        return real, f"../shared/data mix ({len(REAL_SOURCES)} sources)"
+        k = len(REALISTIC_SOURCES) + 1 if mix == "realistic" else len(REAL_SOURCES)
+        return real, f"../shared/data {mix} mix ({k} sources)"
     return synthetic_texts(n, seed), "synthetic"
 
 

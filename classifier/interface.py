@@ -31,6 +31,10 @@ class ModelInfo:
     kind: str
     labels: tuple[str, ...] = LABELS
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    # A digest of everything that decides the probabilities (weight files, base, temperatures, max length),
+    # not the thresholds: two models with equal, non-empty ids give the same score to every post, so a
+    # thresholds-only candidate in shadow mode reuses the served scores instead of scoring twice.
+    scoring_id: str = ""
 
     @property
     def ref(self) -> str:

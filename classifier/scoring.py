@@ -47,6 +47,26 @@ def load_scorer(
     raise ModelDirError(f"{model_dir}: unknown model kind {manifest.kind!r} (expected linear or transformer)")
 
 
+# Files that document a model but never change a score; every other file (and every manifest field but
+# name, version, thresholds and provenance) goes into the scoring id. Erring on inclusion only costs a rescore.
+_DOC_SUFFIXES = (".md", ".png", ".html", ".csv")
+# Manifest extras a thresholds-only version rewrites (classifier/recalibrate.py) or that only describe training.
+_NOT_SCORING = {"target_precision", "recalibration", "validation", "training_note", "data_summary"}
+
+
+def scoring_id(manifest: ModelManifest) -> str:
+    """Digest of what decides a model's probabilities (see :attr:`ModelInfo.scoring_id`)."""
+    import hashlib
+    import json
+
+    files = {k: v for k, v in sorted(manifest.files.items()) if not k.endswith(_DOC_SUFFIXES)}
+    extra = {k: v for k, v in sorted(manifest.extra.items()) if k not in _NOT_SCORING}
+    blob = json.dumps({"kind": manifest.kind, "base": manifest.base, "labels": list(manifest.labels),
+                       "normalizer": manifest.normalizer_version,
+                       "files": files, "extra": extra}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def info_from_manifest(manifest: ModelManifest, thresholds: Mapping[str, float] | None = None) -> ModelInfo:
     info = ModelInfo(
         name=manifest.name,
@@ -54,6 +74,7 @@ def info_from_manifest(manifest: ModelManifest, thresholds: Mapping[str, float] 
         kind=manifest.kind,
         labels=tuple(manifest.labels),
         thresholds=dict(manifest.thresholds),
+        scoring_id=scoring_id(manifest),
     )
     if thresholds:
         unknown = set(thresholds) - set(info.labels)

@@ -74,6 +74,10 @@ class Settings(BaseModel):
     model_manifest_sha256: str | None = None
     thresholds: dict[str, float] | None = None
     scoring_threads: int = Field(0, ge=0)  # 0 = torch default (all cores)
+    # Transformer arithmetic. auto = bf16 where the CPU has it natively (AMX, AVX-512-BF16), else fp32;
+    # int8 = ONNX Runtime per-channel int8 (the `onnx` extra), the fastest measured on AVX2-only CPUs
+    # with >= 99.5% flag agreement against fp32 (bench/RESULTS.md). Opt-in: check your model's agreement.
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "auto"
     # Shadow mode (issue 18): a candidate model scores every post too, after the served one, and its
     # verdicts go to shadow_topic only (never to reviewers). None = off. Manifest-checked like ``model``.
     shadow_model: Path | None = None

@@ -145,7 +145,7 @@ class Pipeline:
             if name == s.posts_topic:
                 raise UserError(f"output topic {name!r} is the posts topic; that would feed verdicts back as posts")
         if self.scorer is None:
-            self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None,
+            self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None, precision=s.precision,
                                       manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
         self.annotator = ReviewAnnotator.from_settings(s, self.scorer)  # issue 17: campaign + spans

@@ -52,6 +52,9 @@ class Shadow:
                             "(calibrate writes one)")
         self.scorer, self.served, self.topic = scorer, served, topic
         self.model = cand.as_dict()
+        # A thresholds-only candidate (what `calibrate` writes) scores every post exactly as the served model
+        # does: reuse the served scores and apply its thresholds, instead of paying for a second forward pass.
+        self.reuses_served_scores = bool(cand.scoring_id) and cand.scoring_id == getattr(served, "scoring_id", "")
 
     @classmethod
     def from_settings(cls, settings: Any, served: Any, scorer: Scorer | None = None) -> "Shadow | None":
@@ -67,12 +70,13 @@ class Shadow:
             raise UserError(f"shadow_topic {topic!r} is the {clash[topic]} topic; shadow verdicts need a topic of "
                             "their own (they must never reach reviewers)")
         if scorer is None:
-            scorer = load_scorer(settings.shadow_model, None, threads=settings.scoring_threads or None,
+            scorer = load_scorer(settings.shadow_model, None, threads=settings.scoring_threads or None, precision=settings.precision,
                                  manifest_sha256=settings.shadow_model_manifest_sha256)
         shadow = cls(scorer, served, topic)
         log.info("shadow model loaded: its verdicts go to the shadow topic only",
                  extra={"shadow_model": scorer.info.ref, "served_model": served.ref, "shadow_topic": topic,
-                        "shadow_thresholds": dict(scorer.info.thresholds)})
+                        "shadow_thresholds": dict(scorer.info.thresholds),
+                        "reuses_served_scores": shadow.reuses_served_scores})
         return shadow
 
     def score(self, batch: Batch, warn: Callable[..., None]) -> None:
@@ -83,6 +87,13 @@ class Shadow:
             warn("shadow-score", "shadow model failed on a batch; scoring its posts one by one (served path "
                  "unaffected)", error=f"{type(exc).__name__}: {exc}", batch=len(batch.verdicts))
 
+        if self.reuses_served_scores:
+            batch.shadow = {}
+            for rec, verdict in batch.verdicts:
+                row = [verdict.scores[label] for label in info.labels]
+                batch.shadow[id(rec)] = schemas.ShadowSide(self.model, dict(verdict.scores),
+                                                           tuple(flagged_labels(row, info)), info.thresholds)
+            return
         try:
             rows = score_isolating_failures(self.scorer, [v.post.text for _, v in batch.verdicts], on_batch_error)
         except Exception as exc:  # noqa: BLE001 - nothing the candidate does may stop the served path

@@ -324,3 +324,22 @@ def test_report_counts_each_post_once_per_pair_and_keeps_failures_apart():
     assert summarize(read_window(records, since=since)).records == 1
     assert summarize(read_window(records, max_records=3)).records == 3
     assert json.dumps(rep.as_dict(), allow_nan=False)
+
+
+def test_a_thresholds_only_candidate_reuses_the_served_scores(linear_model_dir, tmp_path):
+    """calibrate's output scores exactly as the served model does: no second forward pass, same verdicts."""
+    served = load_scorer(linear_model_dir)
+    variant = load_scorer(thresholds_variant(linear_model_dir, tmp_path / "v", "t1", {"propaganda": 0.2}))
+    assert variant.info.scoring_id == served.info.scoring_id != ""
+    shadow = Shadow(variant, served.info, "x.shadow")
+    assert shadow.reuses_served_scores
+    variant.score = lambda texts: (_ for _ in ()).throw(AssertionError("scored twice"))  # must not be called
+    rec = SimpleNamespace(topic="posts", partition=0, offset=1, timestamp=0, key=b"a", value=b"{}", headers=[])
+    verdict = schemas.Verdict(schemas.Post("a", "t"), {"propaganda": 0.3, "sectarian": 0.1}, ())
+    batch = Batch([rec], 0.0, verdicts=[(rec, verdict)])
+    shadow.score(batch, lambda *a, **k: None)
+    side = batch.shadow[id(rec)]
+    assert side.error is None and side.scores == verdict.scores and side.labels == ("propaganda",)
+    # another model (other weights) is scored for real
+    other = Shadow(_Broken(), served.info, "x.shadow")
+    assert not other.reuses_served_scores

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         base.log_level = "WARNING"
     # kafka-python logs the broker's own startup probes as errors; the demo's output is the story.
     setup_logging(base.log_level, base.log_format, kafka_level="CRITICAL" if base.log_level != "DEBUG" else None)
-    scorer = load_scorer(base.model, base.thresholds, threads=base.scoring_threads or None,
+    scorer = load_scorer(base.model, base.thresholds, threads=base.scoring_threads or None, precision=base.precision,
                          manifest_sha256=base.model_manifest_sha256)  # fail on a missing model before starting anything
     print(f"flagstream demo: model {scorer.info.ref} ({scorer.info.kind}), thresholds "
           + ", ".join(f"{k}={v:.2f}" for k, v in scorer.info.thresholds.items()))

@@ -29,10 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="posts file: .jsonl, .csv or .parquet (id, text, ...); --engine spark: also a directory or glob")
     p.add_argument("--output", "-o", type=Path, required=True, metavar="OUTPUT",
                    help="scores file: .jsonl or .parquet (format by extension)")
-    add_config_flags(p, "model", "model_manifest_sha256", "thresholds", "batch_size", "scoring_threads",
+    add_config_flags(p, "model", "model_manifest_sha256", "thresholds", "batch_size", "scoring_threads", "precision",
                      "max_text_chars", "max_message_bytes", "log_level", "log_format")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
-                   help="transformer arithmetic (default auto: bf16 where the CPU has it natively)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run into the same OUTPUT (refused unless OUTPUT.run.json matches)")
     p.add_argument("--shard", metavar="K/N", default=None,
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                         limits=Limits(settings.max_text_chars, settings.max_message_bytes))
         scorer = load_scorer(settings.model, settings.thresholds, manifest_sha256=settings.model_manifest_sha256,
                              batch_size=settings.batch_size,
-                             threads=settings.scoring_threads or None, precision=args.precision)
+                             threads=settings.scoring_threads or None, precision=settings.precision)
         summary = execute(plan, scorer, block_rows=max(args.block_rows, settings.batch_size))
     except RescoreError as exc:
         raise UserError(str(exc)) from None
@@ -101,7 +99,7 @@ def _run_spark(args: argparse.Namespace, settings) -> int:
     try:
         run = rescore_spark(
             settings.model, str(args.input), str(args.output), master=args.master, thresholds=settings.thresholds,
-            precision=args.precision, batch_size=settings.batch_size,
+            precision=settings.precision, batch_size=settings.batch_size,
             block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
             limits=Limits(settings.max_text_chars, settings.max_message_bytes), fmt=args.input_format,
         )

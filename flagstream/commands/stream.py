@@ -14,7 +14,7 @@ STREAM_FIELDS = (
     "create_topics", "topic_partitions", "replication_factor", "auto_offset_reset", "exactly_once", "instance_id",
     "session_timeout_ms", "heartbeat_interval_ms", "max_poll_interval_ms", "request_timeout_ms",
     "reconnect_backoff_max_ms", "startup_timeout_s",
-    "batch_size", "batch_wait_ms", "max_text_chars", "max_message_bytes", "model", "model_manifest_sha256", "thresholds", "scoring_threads",
+    "batch_size", "batch_wait_ms", "max_text_chars", "max_message_bytes", "model", "model_manifest_sha256", "thresholds", "scoring_threads", "precision",
     "shadow_model", "shadow_model_manifest_sha256", "shadow_topic",
     "metrics_host", "metrics_port", "log_level", "log_format", "progress_interval_s",
     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
