@@ -102,7 +102,9 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
     log("roofline: measuring matmul peaks")
     secs = 0.3 if args.smoke else 2.0
     peak32 = matmul_flops(torch.float32, threads, secs)
-    peak16 = matmul_flops(torch.bfloat16, threads, secs)
+    # Without native bf16 the bf16 GEMM is emulated (~1 GFLOP/s): the full shapes take minutes and say nothing,
+    # so one small shape is timed to record the emulated rate.
+    peak16 = matmul_flops(torch.bfloat16, threads, secs, **({} if native_bf16() else {"shapes": ((256, 384, 384),)}))
 
     # --- flagstream fp32 reference and fast paths: parity first (untimed) ------------------------------
     scorers: dict = {}
@@ -194,7 +196,8 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
     fast = results[auto]["posts_per_s"]
     out["speedup_vs_pipeline"] = results[auto]["speedup_vs_pipeline"]
     # The fastest path that keeps >= 99.5% of flags (issue 21's bar); fp32 is the reference and always qualifies.
-    ok = [p for p in scorers if p == "fp32" or results[p]["parity_vs_fp32"]["flag_agreement"] >= AGREEMENT_BAR]
+    ok = [p for p, r in results.items() if "posts_per_s" in r
+          and (p == "fp32" or r["parity_vs_fp32"]["flag_agreement"] >= AGREEMENT_BAR)]
     best = max(ok, key=lambda p: results[p]["posts_per_s"])
     out["best_precision"] = best
     out["speedup_best_vs_pipeline"] = results[best]["speedup_vs_pipeline"]
@@ -387,7 +390,8 @@ def fmt_table(res: dict) -> str:
             lines.append(f"end to end: error: {tp['error']}")
         else:
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
-                         f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone")
+                         f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone"
+                         + (f" ({tp['dead_lettered']} dead-lettered by the post contract)" if tp.get("dead_lettered") else ""))
             if "error" in lat:
                 lines.append(f"            latency: error: {lat['error']}")
             elif lat:

@@ -89,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from flagstream.classifier.normalize import normalize_text
-    from flagstream.classifier.onnx_int8 import OnnxInt8Model
     from flagstream.classifier.runtime import InferenceEngine
     from flagstream.classifier.scoring import load_scorer
     from texts import realistic_texts
@@ -130,9 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         compile_s = time.perf_counter() - t0
         variants["compile"] = e
     if "ort-fp32" not in skip:
-        variants["ort-fp32"] = engine(_ort_fp32(copy.deepcopy(base)))
+        e = engine(torch.nn.Identity())
+        e.model = _ort_fp32(copy.deepcopy(base))
+        variants["ort-fp32"] = e
     if "int8" not in skip:
-        variants["int8"] = engine(OnnxInt8Model.from_torch(copy.deepcopy(base)))
+        variants["int8"] = InferenceEngine(copy.deepcopy(base), tok, max_length=ml, precision="int8", inplace=True)
 
     first: dict[str, float] = {}
     outs: dict[str, np.ndarray] = {}
