@@ -12,6 +12,12 @@ from typing import Any
 from flagstream.config import SECRET_FIELDS, Settings, load_settings, parse_thresholds
 from flagstream.errors import UserError
 
+# The Kafka connection-security settings every command that talks to a broker takes, in one place, so a new
+# one (or a fix to one) reaches stream, produce, review, decide, console, dlq, export-decisions, calibrate and
+# shadow-report alike. Passwords are not flags (add_config_flags skips secrets): environment or *_file only.
+KAFKA_SECURITY_FIELDS = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
+                         "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+
 
 def add_config_flags(parser: argparse.ArgumentParser, *fields: str) -> None:
     """Add ``--config`` plus one flag per named Settings field (all default to None = not given).

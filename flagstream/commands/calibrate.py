@@ -22,15 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from flagstream.errors import UserError
-from flagstream.options import add_config_flags, require_train_extra, settings_from_args
+from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags, require_train_extra, settings_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-pick a model's thresholds on validation data or from reviewers' decisions")
     add_config_flags(p, "model", "data_dir", "log_level", "bootstrap_servers", "client_id", "review_topic",
-                     "decisions_topic", "startup_timeout_s", "security_protocol", "sasl_mechanism",
-                     "sasl_username", "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile",
-                     "ssl_check_hostname")
+                     "decisions_topic", "startup_timeout_s", *KAFKA_SECURITY_FIELDS)
     p.add_argument("--output", type=Path, required=True, help="new model directory (weights copied, manifest rewritten)")
     p.add_argument("--version", default=None, help="version of the new model (thresholds are part of a model); "
                    "with --from-decisions the default bumps the last number of the current version")

@@ -19,12 +19,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "then requires FLAGSTREAM_CONSOLE_TOKEN.")
     p.add_argument("--reviewer", default="console", help="default opaque reviewer id for decisions (the page's "
                                                          "?reviewer=ID overrides it per browser)")
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "dlq_topic",
                      "create_topics", "topic_partitions", "console_host", "console_port", "startup_timeout_s",
-                     "log_level", "log_format", "security_protocol", "sasl_mechanism", "sasl_username",
-                     "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     "log_level", "log_format", *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

@@ -25,12 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--campaign", default=None, help="campaign id, when the decision covers a campaign")
     p.add_argument("--allow-missing", action="store_true",
                    help="record the decision even for ids that are not on the review topic")
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "create_topics",
                      "topic_partitions", "startup_timeout_s", "log_level", "log_format",
-                     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-                     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

@@ -7,9 +7,10 @@ import json
 import sys
 from typing import Any
 
+from flagstream.options import KAFKA_SECURITY_FIELDS
+
 _CONN_FIELDS = ("bootstrap_servers", "client_id", "dlq_topic", "posts_topic", "startup_timeout_s", "log_level",
-                "log_format", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-                "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                "log_format", *KAFKA_SECURITY_FIELDS)
 
 
 def _add_filters(p: argparse.ArgumentParser, sub: bool) -> None:

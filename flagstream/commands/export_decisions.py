@@ -14,13 +14,12 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     p = sub.add_parser("export-decisions", help="write decided posts as labelled JSONL rows (for flagstream train --decisions)")
     p.add_argument("--output", type=Path, required=True, help="JSONL file to write (holds post text)")
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "startup_timeout_s",
-                     "log_level", "log_format", "security_protocol", "sasl_mechanism", "sasl_username",
-                     "sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     "log_level", "log_format", *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

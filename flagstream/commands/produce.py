@@ -11,12 +11,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "dead-letters them); CSV rows become JSON objects. '-' reads JSONL from stdin.")
     p.add_argument("file", metavar="FILE", help="posts file: .jsonl (one JSON object per line) or .csv, or -")
     p.add_argument("--topic", default=None, help="topic to publish to (default: posts_topic from config)")
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "posts_topic", "create_topics", "topic_partitions",
                      "startup_timeout_s", "max_message_bytes", "log_level", "log_format",
-                     "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-                     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

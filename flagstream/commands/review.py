@@ -26,11 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip what is already on the topic; show only posts flagged from now on (implies --follow)")
     p.add_argument("--width", type=int, default=None, metavar="COLUMNS",
                    help="wrap post text to COLUMNS (default: the terminal width, at most 100)")
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "startup_timeout_s", "log_level",
-                     "log_format", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-                     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     "log_format", *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

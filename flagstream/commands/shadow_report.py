@@ -15,7 +15,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from flagstream.options import add_config_flags
+    from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     p = sub.add_parser("shadow-report", help="compare a shadow (candidate) model with the served one, from the shadow topic",
                        description="Counts, per label and per source topic, the posts both models flag, the "
@@ -31,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "and logs do not carry post text)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print the report as one JSON object")
     add_config_flags(p, "bootstrap_servers", "client_id", "shadow_topic", "startup_timeout_s", "log_level",
-                     "log_format", "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-                     "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+                     "log_format", *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
 

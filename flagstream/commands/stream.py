@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from flagstream.options import add_config_flags, settings_from_args
+from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags, settings_from_args
 
 # Every Settings field a pipeline operator may want on the command line (same names as YAML and
 # FLAGSTREAM_* variables). Secrets are deliberately absent: environment or *_file only.
@@ -17,8 +17,7 @@ STREAM_FIELDS = (
     "batch_size", "batch_wait_ms", "max_text_chars", "max_message_bytes", "model", "model_manifest_sha256", "thresholds", "scoring_threads", "precision",
     "shadow_model", "shadow_model_manifest_sha256", "shadow_topic",
     "metrics_host", "metrics_port", "log_level", "log_format", "progress_interval_s",
-    "security_protocol", "sasl_mechanism", "sasl_username", "sasl_password_file",
-    "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname",
+    *KAFKA_SECURITY_FIELDS,
 )
 
 
