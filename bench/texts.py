@@ -71,12 +71,8 @@ def _real_rows(path: Path, column: str, delimiter: str, limit: int) -> list[str]
     return out
 
 
-def real_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
-    """Up to ``n`` posts, an equal share from each readable source, shuffled; [] without the data."""
-    if not Path(data_dir).is_dir():
-        return []
-    per = max(1, -(-n // len(REAL_SOURCES)))
-    pools = [_real_rows(Path(data_dir) / rel, col, sep, per * 4) for rel, col, sep in REAL_SOURCES]
+def _equal_shares(pools: list[list[str]], n: int, seed: int) -> list[str]:
+    """Up to ``n`` texts, an equal share from each non-empty pool, shuffled with ``seed``."""
     pools = [p for p in pools if p]
     if not pools:
         return []
@@ -87,6 +83,15 @@ def real_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
         out.extend(pool[: -(-n // len(pools))])
     rng.shuffle(out)
     return out[:n]
+
+
+def real_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
+    """Up to ``n`` posts, an equal share from each readable source, shuffled; [] without the data."""
+    if not Path(data_dir).is_dir():
+        return []
+    per = max(1, -(-n // len(REAL_SOURCES)))
+    pools = [_real_rows(Path(data_dir) / rel, col, sep, per * 4) for rel, col, sep in REAL_SOURCES]
+    return _equal_shares(pools, n, seed)
 
 
 def _news_paragraphs(folder: Path, limit: int) -> list[str]:
@@ -115,16 +120,7 @@ def realistic_texts(data_dir: Path, n: int, seed: int = 7) -> list[str]:
     per = max(1, -(-n // k))
     pools = [_real_rows(data_dir / rel, col, sep, per * 4) for rel, col, sep in REALISTIC_SOURCES]
     pools.append(_news_paragraphs(data_dir / NEWS_ARTICLES, per * 4))
-    pools = [p for p in pools if p]
-    if not pools:
-        return []
-    rng = random.Random(seed)
-    out: list[str] = []
-    for pool in pools:
-        rng.shuffle(pool)
-        out.extend(pool[: -(-n // len(pools))])
-    rng.shuffle(out)
-    return out[:n]
+    return _equal_shares(pools, n, seed)
 
 
 def synthetic_text(rng: random.Random) -> str:
