@@ -64,29 +64,44 @@ def scores_for(model_dir: Path, texts: list[str], label: str) -> np.ndarray:
     return np.asarray(out[label])
 
 
+def review_queue(s: np.ndarray, y: np.ndarray, shipped: float, policy: AuditPolicy, label: str,
+                 run: int) -> list[tuple[int, Row]]:
+    """The decisions a feed produces, in arrival order: every flagged post, plus the audit sample of the rest
+    (the stream's own :func:`streaming.audit.audit_fields`), each answered from the gold label.
+    Returns (feed index, decided row) pairs, so a caller can also export what was decided."""
+    order = np.random.default_rng(run).permutation(len(s))
+    pol = AuditPolicy(policy.rate, policy.near_rate, policy.near_band, seed=f"sim-{run}")
+    queue: list[tuple[int, Row]] = []
+    for i in order:
+        if s[i] >= shipped:
+            queue.append((int(i), Row(float(s[i]), float(y[i]), 1.0, label, "feed")))
+        else:
+            f = audit_fields(f"p{i}", {label: float(s[i])}, {label: shipped}, pol)
+            if f is not None:
+                queue.append((int(i), Row(float(s[i]), float(y[i]), f["sampling_weight"], label, "feed", True)))
+    return queue
+
+
+def realised(s: np.ndarray, y: np.ndarray, t: float) -> tuple[float, float]:
+    """Precision and recall at threshold ``t`` (precision NaN when nothing is flagged)."""
+    flagged = s >= t
+    return (float(y[flagged].mean()) if flagged.any() else float("nan")), float(y[flagged].sum() / max(1, y.sum()))
+
+
 def simulate(s: np.ndarray, y: np.ndarray, shipped: float, target: float, runs: int, policy: AuditPolicy,
-             label: str) -> dict[int, list[tuple[float, float, float, bool]]]:
-    """budget -> [(threshold used, realised precision, realised recall, moved)] over runs."""
+             label: str, judge: tuple[np.ndarray, np.ndarray] | None = None,
+             ) -> dict[int, list[tuple[float, float, float, bool]]]:
+    """budget -> [(threshold used, realised precision, realised recall, moved)] over runs.
+
+    ``judge`` (scores, labels) are the rows the realised figures are measured on; default the feed itself."""
+    js, jy = judge if judge is not None else (s, y)
     res: dict[int, list[tuple[float, float, float, bool]]] = {b: [] for b in BUDGETS}
     for run in range(runs):
-        rng = np.random.default_rng(run)
-        order = rng.permutation(len(s))
-        pol = AuditPolicy(policy.rate, policy.near_rate, policy.near_band, seed=f"sim-{run}")
-        queue: list[Row] = []
-        for i in order:
-            sc = {label: float(s[i])}
-            if s[i] >= shipped:
-                queue.append(Row(float(s[i]), float(y[i]), 1.0, label, "feed"))
-            else:
-                f = audit_fields(f"p{i}", sc, {label: shipped}, pol)
-                if f is not None:
-                    queue.append(Row(float(s[i]), float(y[i]), f["sampling_weight"], label, "feed", True))
+        queue = [r for _, r in review_queue(s, y, shipped, policy, label, run)]
         for b in BUDGETS:
             p = propose(queue[:b], label, "feed", target, shipped, Evidence())
             t = p.threshold if p.moved else shipped
-            flagged = s >= t
-            prec = float(y[flagged].mean()) if flagged.any() else float("nan")
-            rec = float(y[flagged].sum() / y.sum())
+            prec, rec = realised(js, jy, t)
             res[b].append((t, prec, rec, p.moved))
             REFUSALS.setdefault(b, Counter())[(p.refused or "moved").split(":")[0].split(" (")[0]] += 1
         QUEUE.append(len(queue))

@@ -70,21 +70,25 @@ def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> list[tuple[
             for b in range(bins) if (idx == b).any()]
 
 
-def threshold_for_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.90) -> tuple[float, float, float]:
+def threshold_for_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.90,
+                            weights: np.ndarray | None = None) -> tuple[float, float, float]:
     """Lowest threshold whose validation precision reaches ``target`` -> (threshold, precision, recall).
 
     Lowest such threshold = highest recall at the stated precision. When no threshold reaches it the
     threshold of best precision is returned (with that precision, so the report can say so).
+    ``weights`` (e.g. :func:`source_balanced_weights`) make precision and recall weighted: a validation split
+    where one big source dominates then stops deciding the threshold alone.
     """
     known = ~np.isnan(y)
     p, t = np.asarray(probs, dtype=np.float64)[known], np.asarray(y)[known].astype(int)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)[known]
     if t.sum() == 0:
         return 0.5, float("nan"), float("nan")
     order = np.argsort(-p, kind="stable")
-    ps, ts = p[order], t[order]
+    ps, ts, ws = p[order], t[order], w[order]
     tp = np.cumsum(ts)
-    k = np.arange(1, len(ts) + 1)
-    prec, rec = tp / k, tp / ts.sum()
+    wtp = np.cumsum(ts * ws)
+    prec, rec = wtp / np.maximum(np.cumsum(ws), 1e-12), wtp / max(float((ts * ws).sum()), 1e-12)
     # only cut between distinct scores
     last_of_tie = np.r_[ps[1:] != ps[:-1], True]
     ok = np.flatnonzero(last_of_tie & (prec >= target) & (tp >= 5))
@@ -94,6 +98,22 @@ def threshold_for_precision(probs: np.ndarray, y: np.ndarray, target: float = 0.
         cand = np.flatnonzero(last_of_tie & (tp >= 5))
         i = cand[np.argmax(prec[cand])] if len(cand) else len(ps) - 1
     return float(ps[i]), float(prec[i]), float(rec[i])
+
+
+def source_balanced_weights(sources: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row weights giving every source the same total weight among the rows whose label is known.
+
+    Positives and negatives keep their within-source proportions, so each source's own precision counts
+    once, whatever its size: the pooled validation split is otherwise decided by its largest sources.
+    """
+    sources = np.asarray(sources)
+    known = ~np.isnan(np.asarray(y, dtype=np.float64))
+    w = np.zeros(len(sources))
+    names = np.unique(sources[known])
+    for name in names:
+        rows = known & (sources == name)
+        w[rows] = 1.0 / rows.sum()
+    return w * (known.sum() / max(1, len(names)))
 
 
 def threshold_for_recall(probs: np.ndarray, y: np.ndarray, target: float) -> float:

@@ -11,6 +11,7 @@ from flagstream.classifier.calibration import (
     expected_calibration_error,
     fit_temperature,
     threshold_for_best_f1,
+    source_balanced_weights,
     threshold_for_precision,
     threshold_for_recall,
 )
@@ -110,6 +111,37 @@ def test_threshold_for_precision_hits_the_target_on_a_separable_set():
     assert prec >= 0.9 and abs(prec - (pred & (y == 1)).sum() / pred.sum()) < 1e-9
     assert 0.5 < rec <= 1.0
     assert math.isnan(threshold_for_precision(p, np.zeros_like(y), 0.9)[1])
+
+
+def test_source_balanced_threshold_holds_on_the_small_source_the_pooled_one_ignores():
+    """A big clean source and a small noisy one: pooled precision is the big source's, so the pooled threshold
+    is too low for the small one; source-balanced weights make each source's precision count once."""
+    rng = np.random.default_rng(3)
+    big_y = np.r_[np.ones(500), np.zeros(4500)]
+    big_p = np.r_[rng.uniform(0.5, 1.0, 500), rng.uniform(0.0, 0.55, 4500)]
+    small_y = np.r_[np.ones(50), np.zeros(450)]
+    small_p = np.r_[rng.uniform(0.3, 1.0, 50), rng.uniform(0.0, 0.9, 450)]
+    p, y = np.r_[big_p, small_p], np.r_[big_y, small_y]
+    src = np.array(["big"] * 5000 + ["small"] * 500)
+    w = source_balanced_weights(src, y)
+    assert w[:5000].sum() == pytest.approx(w[5000:].sum()) and w.sum() == pytest.approx(len(y))
+    pooled = threshold_for_precision(p, y, 0.9)[0]
+    balanced, bprec, _ = threshold_for_precision(p, y, 0.9, w)
+    assert balanced > pooled
+
+    def small_precision(t: float) -> float:
+        f = small_p >= t
+        return small_y[f].mean()
+
+    assert small_precision(balanced) > small_precision(pooled)
+    # weighted precision is the mean of the two sources' precisions at that threshold
+    fb = big_p >= balanced
+    assert bprec == pytest.approx((big_y[fb].mean() + small_precision(balanced)) / 2, abs=0.02)
+    # unknown labels (NaN) get no weight; unweighted call is unchanged
+    y_nan = y.copy()
+    y_nan[:10] = np.nan
+    assert source_balanced_weights(src, y_nan)[:10].sum() == 0
+    assert threshold_for_precision(p, y, 0.9, np.ones(len(y)))[0] == pooled
 
 
 def test_temperature_scaling_reduces_calibration_error_of_overconfident_logits():

@@ -3,8 +3,10 @@
 Why LoRA: the base has 117.5 M parameters, 96 M of them the word embeddings (kept frozen, never stored).
 A full fine-tune of the 21.3 M layer weights stored as bf16 deltas is ~43 MB per version, over the 10 MB
 budget git can afford (git keeps every version); LoRA (rank ``LORA_RANK`` on every attention and feed-forward
-matrix) plus the LayerNorms and biases is 5.6 MB in fp32 (measured; its speed against a full fine-tune was not
-measured). On load the low-rank updates are merged into a plain ``BertModel``: inference costs nothing extra.
+matrix of the top ``TRAIN_LAYERS``) plus their LayerNorms and biases is a few MB in fp32. Why only the top half:
+a step then costs 1.8-1.9 s instead of 5.8 s on one core (measured, batch 32 x 64 tokens), which is what
+lets the recipe train on 2 CPU cores in the 90-minute budget. On load the low-rank updates are merged into a
+plain ``BertModel``: inference costs nothing extra.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ BASE_KIND = "e5"
 LORA_RANK = 16
 LORA_ALPHA = 32
 LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
+# Only the top half of the 12 layers trains: backpropagation then stops at layer 6, so a training step costs
+# 24 layer-passes instead of 36 (forward 12 + backward 2 x 6), and the adapter halves. On 2 CPU cores that is
+# what fits the recipe in the 90-minute budget; the lower layers keep the pretrained multilingual features.
+TRAIN_LAYERS = tuple(range(6, 12))
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 # Besides the adapters: LayerNorms and biases train in full (tiny); word/position/type embeddings stay frozen.
 _FULL = re.compile(r"(LayerNorm\.(weight|bias)|\.bias)$")
 
@@ -49,12 +56,21 @@ def load_base(n_labels: int = 2, seed: int = 13, rank: int = LORA_RANK):
 
     encoder = _plain_encoder()
     torch.manual_seed(seed)
-    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=list(LORA_TARGETS), bias="none")
+    cfg = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.05, target_modules=list(LORA_TARGETS), bias="none",
+                     layers_to_transform=list(TRAIN_LAYERS), layers_pattern="layer")
     encoder = inject_adapter_in_model(cfg, encoder)
     model = MultiLabelEncoder(encoder, n_labels)
     for name, p in model.encoder.named_parameters():
-        p.requires_grad_("lora_" in name or (bool(_FULL.search(name)) and "embeddings" not in name))
+        p.requires_grad_(_trains(name))
     return model, load_tokenizer()
+
+
+def _trains(name: str) -> bool:
+    """Adapters, LayerNorms and biases of the top layers only; embeddings and lower layers stay frozen."""
+    layer = _LAYER.search(name)
+    if layer is None or int(layer.group(1)) not in TRAIN_LAYERS:
+        return False
+    return "lora_" in name or bool(_FULL.search(name))
 
 
 def trainable_state(model: MultiLabelEncoder) -> dict[str, torch.Tensor]:

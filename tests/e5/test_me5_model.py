@@ -74,3 +74,19 @@ def test_merge_equals_lora_forward(e5_base_dir):
         merged.eval()
         got = merged(**enc).logits
     assert torch.allclose(want, got, atol=1e-4)
+
+
+def test_only_the_top_layers_train(e5_base_dir):
+    """Backpropagation stops at the lowest trained layer: embeddings and lower layers have no trainable tensor,
+    and a backward pass leaves them without gradients (that is what makes a step cheap)."""
+    from flagstream.classifier.e5.model import TRAIN_LAYERS, load_base
+
+    model, tok = load_base(2, seed=1, rank=4)
+    trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]
+    layers = {int(n.split("encoder.layer.")[1].split(".")[0]) for n in trainable}
+    assert layers == set(TRAIN_LAYERS) and min(TRAIN_LAYERS) > 0
+    assert any("lora_A" in n for n in trainable) and not any("embeddings" in n for n in trainable)
+    enc = tok(["a test sentence", "جملة اختبار"], padding=True, return_tensors="pt")
+    model(**enc).logits.sum().backward()
+    grads = {n for n, p in model.encoder.named_parameters() if p.grad is not None}
+    assert grads == set(trainable)
