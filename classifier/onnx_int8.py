@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flagstream.classifier.cache import cache_root
 from flagstream.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,6 @@ RECIPE = "export-opset17+bert-fusion+dynamic-qint8-per-channel/v1"
 
 class Int8Unavailable(UserError):
     """int8 was asked for on an install without ONNX Runtime."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FLAGSTREAM_CACHE_DIR") or Path.home() / ".cache" / "flagstream")
 
 
 def _require_ort():

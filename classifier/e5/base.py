@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flagstream.classifier.cache import cache_root
 from flagstream.classifier.e5.fileformat import E5Image, read_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -44,10 +45,6 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("FLAGSTREAM_CACHE_DIR") or Path.home() / ".cache" / "flagstream")
 
 
 def bert_config(img: E5Image):
