@@ -142,3 +142,18 @@ def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
 
 
 __all__ = ["BrokerUnavailable", "make_consumer", "make_producer", "make_admin", "retry_until"]
+
+
+def one_shot_consumer(settings: Settings, group_id: str | None = None) -> KafkaConsumer:
+    """The consumer of a one-shot command (review, dlq, shadow-report): quiet retries, then a one-line error.
+
+    Such a command's whole output on an unreachable broker is that line (a :class:`UserError`), not retry
+    warnings or a traceback; ``group_id=None`` reads without joining or committing to any group.
+    """
+    from flagstream.errors import UserError
+
+    try:
+        return retry_until("consumer", lambda t: make_consumer(settings, t, group_id=group_id), settings, quiet=True)
+    except BrokerUnavailable as exc:
+        raise UserError(str(exc)) from None
+

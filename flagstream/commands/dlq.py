@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_consumer, make_producer, retry_until
+    from flagstream.streaming.clients import BrokerUnavailable, make_producer, one_shot_consumer, retry_until
     from flagstream.streaming.dlq import already_replayed, render_entry, replay, select
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.review import iter_topic
@@ -109,10 +109,7 @@ def run(args: argparse.Namespace) -> int:
                         "or --all to replay every dead letter")
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
-    try:
-        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings, quiet=True)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    consumer = one_shot_consumer(settings)
     try:
         entries = []
         for e in select(iter_topic(consumer, settings.dlq_topic), flt):

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_consumer, retry_until
+    from flagstream.streaming.clients import one_shot_consumer
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.review import ReaderPosition, decode, iter_topic, record_kind, render_record
 
@@ -57,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
     try:
-        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=args.reader_group),
-                               settings, quiet=True)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+        consumer = one_shot_consumer(settings, args.reader_group)
     except KeyboardInterrupt:
         return 0
     start = "end" if args.from_end else ("committed" if args.reader_group else "beginning")

@@ -83,7 +83,7 @@ def render(report: Any, topic: str, texts: dict[tuple[str, int, int], str | None
 def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_consumer, retry_until
+    from flagstream.streaming.clients import one_shot_consumer
     from flagstream.streaming.dlq import parse_time
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.review import iter_topic
@@ -100,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--since {args.since!r} is not an ISO-8601 time; use e.g. 2026-12-03T10:00:00Z")
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
-    try:
-        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings, quiet=True)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    consumer = one_shot_consumer(settings)
     try:
         report = summarize(read_window(iter_topic(consumer, settings.shadow_topic), since, args.max_records),
                            examples=args.examples)
