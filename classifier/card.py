@@ -58,6 +58,7 @@ def card_values(manifest: Any, result: dict[str, Any]) -> dict[str, Any]:
         "data_hash": extra.get("data_hash"), "config_hash": extra.get("config_hash"),
         "normalizer_version": manifest.normalizer_version,
         "steps": tr.get("steps"), "total_steps": tr.get("total_steps"), "train_seconds": tr.get("seconds"),
+        "train_precision": tr.get("precision", "bf16 autocast"),
         "train_rows": tr.get("rows"), "resumed": " (resumed from a checkpoint)" if tr.get("resumed") else "",
         "batch_size": cfg.get("batch_size"), "max_length": cfg.get("max_length"), "lr": cfg.get("lr"),
         "head_lr": cfg.get("head_lr"), "seed": cfg.get("seed"),

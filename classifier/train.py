@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 13
     checkpoint_every: int = 150
     max_pos_weight: float = 4.0
-    bf16: bool = True
+    bf16: bool = True  # bf16 autocast where the CPU runs it natively (AMX / AVX512-BF16); fp32 elsewhere
     time_budget_s: float = 0.0  # 0 = no budget; else stop (and still save) after this many seconds
     threads: int = 0
 
@@ -171,6 +171,9 @@ class Trainer:
         except ImportError:  # pragma: no cover
             tqdm = None
         bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not progress) if tqdm else None
+        from flagstream.classifier.runtime import native_bf16
+
+        bf16 = cfg.bf16 and native_bf16()  # emulated bf16 autocast is ~10x slower than fp32 (measured on AVX2)
         self.model.train()
         t0 = time.monotonic()
         ema = None
@@ -189,7 +192,7 @@ class Trainer:
                 attn[r, : lengths[i]] = 1
             y = torch.from_numpy(targets[batch].astype(np.float32))
             w = torch.from_numpy(weights[batch])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 logits = self.model(input_ids=input_ids, attention_mask=attn).logits
             loss = masked_bce(logits.float(), y, w, pw)
             loss.backward()
@@ -215,7 +218,8 @@ class Trainer:
             bar.close()
         self.model.eval()
         return {"steps": step, "total_steps": total, "seconds": round(time.monotonic() - t0, 1), "final_loss": ema,
-                "resumed": resumed, "stopped_early": stopped_early, "pos_weight": pw.tolist(), "rows": n}
+                "resumed": resumed, "stopped_early": stopped_early, "pos_weight": pw.tolist(), "rows": n,
+                "precision": "bf16 autocast" if bf16 else "fp32"}
 
     def _save_checkpoint(self, path: Path, opt: torch.optim.Optimizer, sched: Any, step: int) -> None:
         save_checkpoint(path, self._trainable_state(), opt.state_dict(), sched.state_dict(), step, torch.get_rng_state())

@@ -115,10 +115,6 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cfg = train_config_from_args(args)
-    if args.base == "me5":  # bf16 autocast is ~10x slower than fp32 on a CPU without AMX/AVX512-BF16 (measured)
-        from flagstream.classifier.runtime import native_bf16
-
-        cfg.bf16 = native_bf16()
     parse_targets(args.target_precision)  # a bad value fails before an hour of training
     unknown = set(args.exclude_source) - {s.name for s in SOURCES}
     if unknown:
