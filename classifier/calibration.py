@@ -149,10 +149,19 @@ def threshold_for_best_f1(probs: np.ndarray, y: np.ndarray, min_tp: int = 5) -> 
     return float(ps[cand[np.argmax(f1[cand])]])
 
 
+THRESHOLD_POLICIES = ("pooled", "source_balanced")
+
+
 def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: dict[str, float],
-              progress: bool = True) -> tuple[list[float], dict[str, float], dict[str, Any]]:
+              progress: bool = True, policy: str = "pooled") -> tuple[list[float], dict[str, float], dict[str, Any]]:
     """Per-label temperature and the threshold meeting each label's target precision on ``val``
-    (a ``datasets.Dataset`` with trusted labels), plus the validation operating points."""
+    (a ``datasets.Dataset`` with trusted labels), plus the validation operating points.
+
+    ``policy``: ``pooled`` counts every validation row once; ``source_balanced`` gives every source the same
+    weight (:func:`source_balanced_weights`), so the threshold must hold on the typical source rather than
+    on the largest ones (bench/threshold_policy.py measures which travels better to unseen sources)."""
+    if policy not in THRESHOLD_POLICIES:
+        raise ValueError(f"threshold policy must be one of {', '.join(THRESHOLD_POLICIES)}, got {policy!r}")
     from flagstream.classifier.data import targets as targets_of
     from flagstream.classifier.labels import LABELS
     from flagstream.classifier.runtime import predict_logits
@@ -163,10 +172,11 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
     p_val = probabilities(z_val, temps)
     thresholds, val_metrics = {}, {}
     for j, lab in enumerate(LABELS):
-        thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], targets[lab])
+        w = source_balanced_weights(np.asarray(val["source"]), y_val[:, j]) if policy == "source_balanced" else None
+        thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], targets[lab], w)
         thresholds[lab] = round(thr, 6)
         val_metrics[lab] = {"threshold": thr, "precision": prec, "recall": rec, "temperature": temps[j],
-                            "target_precision": targets[lab],
+                            "target_precision": targets[lab], "threshold_policy": policy,
                             "ece": expected_calibration_error(p_val[:, j], y_val[:, j]),
                             "ece_uncalibrated": expected_calibration_error(probabilities(z_val[:, j]), y_val[:, j]),
                             "curve": operating_curve(p_val[:, j], y_val[:, j])}

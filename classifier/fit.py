@@ -64,7 +64,7 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
 def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resume: bool = False,
                  target_precision: Any = 0.90, version: str = "1.0.0", progress: bool = True,
                  data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME, base: str = "minilm",
-                 val_rows: int = 0) -> dict[str, Any]:
+                 val_rows: int = 0, threshold_policy: str = "pooled") -> dict[str, Any]:
     """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
     from flagstream.classifier.calibration import calibrate
     from flagstream.classifier.data import targets as targets_of
@@ -98,7 +98,8 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume,
                       progress=progress)
 
-    temps, thresholds, val_metrics = calibrate(model, tokenizer, val, cfg.max_length, targets, progress)
+    temps, thresholds, val_metrics = calibrate(model, tokenizer, val, cfg.max_length, targets, progress,
+                                               policy=threshold_policy)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for old in output.iterdir():
@@ -111,7 +112,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         "max_length": cfg.max_length, "temperatures": temps, "target_precision": targets,
         "train_config": cfg.as_dict(), "config_hash": cfg_hash, "data_hash": data_hash,
         "base_files": base_files(), "training": fit, "validation": val_metrics,
-        "data_summary": data_summary or {}, "calibration_rows": len(val),
+        "data_summary": data_summary or {}, "calibration_rows": len(val), "threshold_policy": threshold_policy,
         "storage": "bf16 deltas from the packaged base; word embeddings frozen", **base_extra,
     }
     manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
@@ -122,7 +123,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
 
 
 def recalibrate(model_dir: Path, output: Path, version: str, target_precision: Any, *,
-                corpus: Callable[[], Any]) -> dict[str, Any]:
+                corpus: Callable[[], Any], threshold_policy: str = "pooled") -> dict[str, Any]:
     """Re-fit a transformer model's temperatures and thresholds on the trusted validation rows of ``corpus()``
     and write a new model directory ``output`` (same weights, new manifest, new ``version``); returns the
     validation metrics. ``corpus`` is called after the cheap checks, so a wrong argument fails in one line
@@ -148,14 +149,15 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     ds = corpus()
     model, tokenizer = load_model(manifest)
     temps, thresholds, val_metrics = calibrate(model, tokenizer, trusted(ds, "val"),
-                                               int(manifest.extra.get("max_length", 128)), targets)
+                                               int(manifest.extra.get("max_length", 128)), targets,
+                                               policy=threshold_policy)
     out.mkdir(parents=True, exist_ok=True)
     for name in manifest.files:
         if name != "MODEL_CARD.md":
             shutil.copy2(src / name, out / name)
     extra = dict(manifest.extra)
     extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
-                 calibrated_from=f"{manifest.name}@{manifest.version}")
+                 calibrated_from=f"{manifest.name}@{manifest.version}", threshold_policy=threshold_policy)
     manifest.version, manifest.thresholds, manifest.extra = version, thresholds, extra
     manifest.files, manifest.created_at, manifest.root = {}, "", None
     write_manifest(out, manifest)

@@ -35,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-precision", default=None,
                    help="one number, or per label (propaganda=0.8,sectarian=0.9); default 0.90, or with "
                         "--from-decisions the model's own target")
+    p.add_argument("--threshold-policy", choices=("pooled", "source_balanced"), default=None,
+                   help="on validation data: pooled (every row once) or source_balanced (every source the same "
+                        "weight); default: the model's own (bench/threshold_policy.py measures both)")
     g = p.add_argument_group("from reviewers' decisions (review + decisions topics)")
     g.add_argument("--from-decisions", action="store_true",
                    help="estimate per-feed precision/recall from decisions (audit-weighted) instead of validation data")
@@ -70,6 +73,9 @@ def run_from_decisions(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, "auto")
+    if args.threshold_policy:
+        raise UserError("--threshold-policy applies to validation data; with --from-decisions the feed's own "
+                        "decisions pick the thresholds")
     if args.min_decisions < 1:
         raise UserError("--min-decisions must be at least 1")
     if args.watch is not None and args.watch <= 0:
@@ -227,11 +233,14 @@ def run_validation(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     parse_targets(args.target_precision)  # a bad value fails before the corpus loads
-    name = read_manifest(Path(settings.model), verify=False).name
+    src = read_manifest(Path(settings.model), verify=False)
+    name = src.name
+    policy = args.threshold_policy or src.extra.get("threshold_policy", "pooled")
     val_metrics = recalibrate(settings.model, args.output, args.version, args.target_precision,
-                              corpus=lambda: load(settings.data_dir))  # the split the model was judged on
+                              corpus=lambda: load(settings.data_dir),  # the split the model was judged on
+                              threshold_policy=policy)
     for lab, m in val_metrics.items():
-        print(f"{lab:11s} target {m['target_precision']:.2f} threshold {m['threshold']:.3f}  val precision "
+        print(f"{lab:11s} target {m['target_precision']:.2f} ({policy}) threshold {m['threshold']:.3f}  val precision "
               f"{m['precision']:.3f}  recall {m['recall']:.3f}  T={m['temperature']:.2f}")
     print(f"model written to {args.output} ({name}@{args.version})")
     return 0

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stop training after this many minutes (default 40; --base me5: 85; 0 = none)")
     p.add_argument("--target-precision", default="0.90",
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
+    p.add_argument("--threshold-policy", choices=("pooled", "source_balanced"), default="pooled",
+                   help="how validation picks thresholds: pooled (every row once) or source_balanced (every source "
+                        "the same weight; bench/threshold_policy.py measures both on unseen sources)")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
     p.add_argument("--val-rows", type=int, default=None,
@@ -139,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     summary = fit_and_save(ds, cfg, args.output, run_dir, resume=args.resume, target_precision=args.target_precision,
                            version=args.version, data_summary=rep, base=args.base,
                            name="flagstream-me5" if args.base == "me5" else MODEL_NAME,
-                           val_rows=args.val_rows if args.val_rows is not None else base_recipe(args.base).get("val_rows", 0))
+                           val_rows=args.val_rows if args.val_rows is not None else base_recipe(args.base).get("val_rows", 0),
+                           threshold_policy=args.threshold_policy)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     for lab, m in summary["validation"].items():
