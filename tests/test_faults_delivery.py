@@ -37,6 +37,18 @@ from tests.support.topics import TopicSet
 pytestmark = pytest.mark.timeout(240)
 
 
+def _run_until_accounted(topics: TopicSet, items: list[tuple[bytes, bytes]], limit: int):
+    """Produce ``items``, run the stream with ``max_message_bytes`` = ``limit`` until every post is accounted
+    for (scored or dead-lettered), stop it cleanly; returns (runner, score records, dead letters)."""
+    produce(topics.bootstrap, topics.posts, items)
+    runner = PipelineThread(topics.settings(max_message_bytes=limit, max_text_chars=limit))
+    try:
+        scores, dlq = wait_accounted(topics, expected_ids={k.decode() for k, _ in items}, timeout_s=90)
+    finally:
+        assert runner.stop() == 0
+    return runner, scores, dlq
+
+
 def _get(port: int, path: str) -> tuple[int, dict | str]:
     import urllib.error
     import urllib.request
@@ -83,12 +95,7 @@ def test_review_record_drops_passthrough_that_re_encodes_past_the_limit(topics):
         [b"1e15"] * 38_000) + b"]}}"
     assert len(big) < limit
     items = [(b"big-meta", big)] + [(f"after-{i}".encode(), post_bytes(f"after-{i}", BENIGN_TEXT)) for i in range(20)]
-    produce(topics.bootstrap, topics.posts, items)
-    runner = PipelineThread(topics.settings(max_message_bytes=limit, max_text_chars=limit))
-    try:
-        scores, dlq = wait_accounted(topics, expected_ids={k.decode() for k, _ in items}, timeout_s=90)
-    finally:
-        assert runner.stop() == 0
+    runner, scores, dlq = _run_until_accounted(topics, items, limit)
     assert dlq == [] and not runner.pipeline.stats.checkpoint_failures
     assert runner.pipeline.stats.commits == runner.pipeline.stats.batches
     (review,) = read_all(topics.bootstrap, topics.review, min_count=1)
@@ -105,12 +112,7 @@ def test_post_whose_review_record_cannot_fit_is_dead_lettered_output_too_large(t
     huge = post_bytes("too-big", text)
     assert len(huge) <= limit < len(huge) + 300  # valid input, but its review record adds ~300 bytes
     items = [(b"too-big", huge)] + [(f"n-{i}".encode(), post_bytes(f"n-{i}", BENIGN_TEXT)) for i in range(10)]
-    produce(topics.bootstrap, topics.posts, items)
-    runner = PipelineThread(topics.settings(max_message_bytes=limit, max_text_chars=limit))
-    try:
-        scores, dlq = wait_accounted(topics, expected_ids={k.decode() for k, _ in items}, timeout_s=90)
-    finally:
-        assert runner.stop() == 0
+    runner, scores, dlq = _run_until_accounted(topics, items, limit)
     assert sorted(r.key.decode() for r in scores) == sorted(f"n-{i}" for i in range(10))  # the partition moved on
     (dead,) = dlq
     d = read_dead_letter(dead.key, dead.value, dead.headers)
