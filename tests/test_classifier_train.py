@@ -29,6 +29,10 @@ def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")
     assert summary["training"]["steps"] == 3
+    from flagstream.classifier.runtime import native_bf16
+
+    # bf16 autocast only where the CPU has it: emulated bf16 trains several times slower than fp32
+    assert summary["training"]["precision"] == ("bf16 autocast" if native_bf16() else "fp32")
     assert (tmp_path / "run" / "checkpoint.safetensors").exists()
     scorer = load_scorer(tmp_path / "model")
     assert scorer.info.ref == "flagstream-minilm@0.0.1"
