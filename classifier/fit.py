@@ -148,7 +148,8 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
         raise UserError("--output must be a new directory, not the model being calibrated")
     ds = corpus()
     model, tokenizer = load_model(manifest)
-    temps, thresholds, val_metrics = calibrate(model, tokenizer, trusted(ds, "val"),
+    val = trusted(ds, "val")
+    temps, thresholds, val_metrics = calibrate(model, tokenizer, val,
                                                int(manifest.extra.get("max_length", 128)), targets,
                                                policy=threshold_policy)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,8 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
             shutil.copy2(src / name, out / name)
     extra = dict(manifest.extra)
     extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
-                 calibrated_from=f"{manifest.name}@{manifest.version}", threshold_policy=threshold_policy)
+                 calibrated_from=f"{manifest.name}@{manifest.version}", threshold_policy=threshold_policy,
+                 calibration_rows=len(val))
     manifest.version, manifest.thresholds, manifest.extra = version, thresholds, extra
     manifest.files, manifest.created_at, manifest.root = {}, "", None
     write_manifest(out, manifest)

@@ -26,7 +26,7 @@ from flagstream.errors import ConfigError  # re-exported: the leaf's error types
 ENV_PREFIX = "FLAGSTREAM_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "configs" / "default.yaml"
-DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-minilm"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-me5"  # multilingual; models/flagstream-minilm: English only
 log = logging.getLogger("flagstream.config")
 
 

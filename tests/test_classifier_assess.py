@@ -75,7 +75,7 @@ def test_recalibrate_writes_a_new_verified_version_with_the_same_weights(tmp_pat
     assert new.files == {k: v for k, v in old.files.items() if k != "MODEL_CARD.md"}
     assert new.extra["base_files"] == old.extra["base_files"]
     assert load_scorer(out).info.ref == f"{old.name}@9.9.9"
-    assert new.extra["threshold_policy"] == "pooled"
+    assert new.extra["threshold_policy"] == "pooled" and new.extra["calibration_rows"] > 0
     # the other policy: recorded in the manifest and in each label's validation metrics
     metrics = recalibrate(SHIPPED, tmp_path / "balanced", "9.9.10", "0.8", corpus=_corpus,
                           threshold_policy="source_balanced")

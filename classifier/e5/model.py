@@ -145,4 +145,4 @@ def is_me5(manifest: ModelManifest) -> bool:
 
 
 def describe() -> dict[str, Any]:
-    return {"base": BASE_NAME, "lora_rank": LORA_RANK, "lora_targets": list(LORA_TARGETS)}
+    return {"base": BASE_NAME, "lora_rank": LORA_RANK, "lora_targets": list(LORA_TARGETS), "lora_layers": list(TRAIN_LAYERS)}
