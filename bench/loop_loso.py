@@ -275,7 +275,7 @@ def plot(results: dict[str, dict], path: Path, runs: int) -> None:
         ax.set_xscale("log")
         ax.set_xticks(BUDGETS, [str(b) for b in BUDGETS])
         ax.set_ylim(0, 1.02)
-        ax.set_title(f"{k} (held out)", fontsize=9)
+        ax.set_title(f"{k} (held out; review queue {e['queue'][0]}-{e['queue'][1]})", fontsize=8)
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
