@@ -128,7 +128,13 @@ def measure_throughput(bootstrap: str, model_dir: Path, texts: Sequence[str], n:
                          f"(exit {proc.returncode}): {_stderr_tail(proc)}"}
     ts = np.sort(np.array([r.timestamp for r in records], dtype=np.float64))
     first_batch = int((ts == ts[0]).sum())
-    span_s = max((ts[-1] - ts[0]) / 1000.0, 1e-3)
+    span_s = (ts[-1] - ts[0]) / 1000.0
+    batches = len(np.unique(ts))
+    if batches < 3 or span_s < 1.0:
+        # The rate is measured from the first micro-batch's output to the last one's; with a single batch or two
+        # (a smoke run's 150 posts against a batch size of 512) there is no interval to divide by.
+        return {"error": f"too few posts for a stream rate: {len(ts)} verdicts came out in {batches} batch(es) over "
+                         f"{span_s:.2f}s; use --e2e-posts of several batch sizes"}
     bad = sorted({int(r.key.decode()[2:]) % len(texts) for r in dead if r.key})
     return {"posts": n, "posts_per_s": round((len(ts) - first_batch) / span_s, 1), "span_s": round(span_s, 2),
             "process_wall_s": round(wall, 1), "exit_code": proc.returncode, "dead_lettered": len(dead),
@@ -186,8 +192,11 @@ def measure_latency(bootstrap: str, model_dir: Path, texts: Sequence[str], rate:
     return out
 
 
-def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: float, threads: int) -> dict:
-    """Both measurements on one embedded broker; ``{"skipped": reason}`` when the pieces are missing."""
+def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: float, threads: int,
+            batch_size: int | None = None) -> dict:
+    """Both measurements on one embedded broker; ``{"skipped": reason}`` when the pieces are missing.
+
+    ``batch_size`` overrides the stream's default (only for smoke runs, whose few posts would fit one batch)."""
     try:
         from flagstream.streaming.broker import EmbeddedBroker
         import flagstream.streaming.pipeline  # noqa: F401 - the stream command's engine
@@ -195,6 +204,8 @@ def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: floa
         return {"skipped": f"streaming pipeline not available ({exc})"}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLAGSTREAM_SCORING_THREADS": str(threads),
            "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if batch_size:
+        env["FLAGSTREAM_BATCH_SIZE"] = str(batch_size)
     with EmbeddedBroker() as broker:
         tp = measure_throughput(broker.bootstrap, model_dir, texts, n, env)
         if "error" in tp:

@@ -512,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
             from e2e import run_e2e
 
             log("end to end: flagstream stream through the embedded broker")
-            res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads)
+            res["e2e"] = run_e2e(model_dir, texts, args.e2e_posts, args.latency_seconds, threads,
+                                 batch_size=32 if args.smoke else None)
         for key, run in (("e2e_fraction_of_scorer", "throughput"),):
             tp = res["e2e"].get(run, {})
             if "posts_per_s" in tp:

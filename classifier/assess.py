@@ -31,6 +31,7 @@ class LosoPlan:
     transformer: bool = True
     max_train: int = 20000
     target: float = 0.90
+    base: str = "minilm"  # the encoder each fold fine-tunes (classifier.bases): the evaluated model's own
 
     def held_out(self) -> list[str]:
         from flagstream.classifier.loso import LOSO_DEFAULT
@@ -67,7 +68,7 @@ def loso_only(ds: Any, out_dir: Path, plan: LosoPlan) -> Path:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     lo = loso(ds, plan.held_out(), steps=plan.steps, target=plan.target, seed=SEED, transformer=plan.transformer,
-              max_train=plan.max_train)
+              max_train=plan.max_train, base=plan.base)
     path = out_dir / "loso.json"
     path.write_text(json.dumps(jsonable(lo), indent=2) + "\n", encoding="utf-8")
     return path
@@ -141,7 +142,7 @@ def assess(model_dir: Path, ds: Any, out_dir: Path, *, target_precision: str | N
     elif plan is not None:
         say(f"leave-one-source-out over {', '.join(plan.held_out())} ...")
         result["loso"] = loso(ds, plan.held_out(), steps=plan.steps, target=plan.target, seed=SEED,
-                              transformer=plan.transformer, max_train=plan.max_train)
+                              transformer=plan.transformer, max_train=plan.max_train, base=plan.base)
     result["seconds"] = round(time.monotonic() - t0, 1)
     md = write_report(out_dir, result)
     if write_card:

@@ -30,15 +30,16 @@ LOSO_DEFAULT = ("isis_fifthtribe", "latent_hatred", "germeval_2026", "conan", "m
 
 def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: int = 13, max_test: int = 2000,
          max_val: int = 2000, max_train: int = 20000, transformer: bool = True, baseline: bool = True,
-         progress: bool = True) -> dict[str, Any]:
-    """Train without each held-out source (transformer: ``steps`` optimizer steps), test on it.
+         progress: bool = True, base: str = "minilm") -> dict[str, Any]:
+    """Train without each held-out source (transformer: ``steps`` optimizer steps of ``base``'s recipe), test on it.
 
-    Both models see the same (sub-sampled, ``max_train``) training rows of a fold, so the comparison is fair.
+    Both models see the same (sub-sampled, ``max_train``) training rows of a fold, so the comparison is fair; and
+    the rows depend only on ``seed`` and the corpus, so two runs with different ``base`` can be paired row by row.
     """
     from flagstream.classifier.splits import leave_one_source_out
 
     rng = np.random.default_rng(seed)
-    out: dict[str, Any] = {"steps": steps, "max_train": max_train, "max_test": max_test, "target": target, "folds": {}}
+    out: dict[str, Any] = {"base": base, "steps": steps, "max_train": max_train, "max_test": max_test, "target": target, "folds": {}}
     srcs, spl = np.asarray(ds["source"]), np.asarray(ds["split"])
     weak = np.asarray(ds["weak"], dtype=bool)
     for held, tr, va, te in leave_one_source_out(srcs, spl, holdouts):
@@ -59,12 +60,12 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
             pv, pt = bm.predict_proba(list(val["text"])), bm.predict_proba(list(test["text"]))
             fold["baseline"] = _operating_points(pv, yv, pt, yt, target)
         if transformer:
+            from flagstream.classifier import bases
             from flagstream.classifier.runtime import predict_logits
-            from flagstream.classifier.train import TrainConfig, Trainer
-            from flagstream.classifier.transformer import load_base
+            from flagstream.classifier.train import Trainer
 
-            cfg = TrainConfig(max_steps=steps, seed=seed, checkpoint_every=10**9)
-            model, tok = load_base(len(LABELS), seed)
+            cfg = bases.train_config(base, max_steps=steps, seed=seed, checkpoint_every=10**9, time_budget_s=0.0)
+            model, tok = bases.load_base(base, len(LABELS), seed)
             Trainer(model, tok, cfg, None).fit(list(train["text"]), targets(train),
                                                np.asarray(train["weight"], dtype=np.float32), progress=progress)
             zv = predict_logits(model, tok, list(val["text"]), cfg.max_length)
@@ -86,13 +87,15 @@ def loso(ds: Any, holdouts: Sequence[str], *, steps: int, target: float, seed: i
 
 
 def _f1_pair(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """F1 of the transformer and of the baseline from (..., 6) counts: tp, fp, fn of each, in that order."""
+    """F1 of the two compared models from (..., 6) counts: tp, fp, fn of each, in that order."""
     tp_t, fp_t, fn_t, tp_b, fp_b, fn_b = (counts[..., i] for i in range(6))
     return 2 * tp_t / np.maximum(1, 2 * tp_t + fp_t + fn_t), 2 * tp_b / np.maximum(1, 2 * tp_b + fp_b + fn_b)
 
 
-def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Pooled LOSO F1, transformer minus baseline, with a paired 95% bootstrap interval, per label and operating point.
+def loso_f1_difference(out: dict[str, Any], *, kinds: tuple[str, str] = ("transformer", "baseline"),
+                       resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Pooled LOSO F1, ``kinds[0]`` minus ``kinds[1]`` (default transformer minus baseline), with a paired 95%
+    bootstrap interval, per label and operating point.
 
     A pooled F1 rests on a few hundred positives at a high-precision threshold, so a gap of 0.02 can be noise:
     the interval says whether it is. Rows are resampled within each fold (the same rows for both models), every
@@ -100,13 +103,14 @@ def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int 
     """
     rng = np.random.default_rng(seed)
     res: dict[str, Any] = {}
-    folds = [f for f in out["folds"].values() if "transformer" in f and "baseline" in f
-             and "probs" in f["transformer"] and "probs" in f["baseline"] and "y" in f]
+    first, second = kinds
+    folds = [f for f in out["folds"].values() if first in f and second in f
+             and "probs" in f[first] and "probs" in f[second] and "y" in f]
     if not folds:
         return res
     for j, lab in enumerate(LABELS):
         for key in ("thresholds", "thresholds_f1"):
-            counts = []  # per fold: (n, 6) ints -> tp, fp, fn of transformer then baseline
+            counts = []  # per fold: (n, 6) ints -> tp, fp, fn of kinds[0] then kinds[1]
             for f in folds:
                 y = np.asarray(f["y"], dtype=float)[:, j]
                 known = ~np.isnan(y)
@@ -114,7 +118,7 @@ def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int 
                     continue
                 pos = y[known] == 1
                 cols = []
-                for kind in ("transformer", "baseline"):
+                for kind in kinds:
                     flag = np.asarray(f[kind]["probs"], dtype=float)[known, j] >= f[kind][key][lab]
                     cols += [flag & pos, flag & ~pos, ~flag & pos]
                 counts.append(np.stack(cols, axis=1).astype(np.int64))
@@ -129,7 +133,7 @@ def loso_f1_difference(out: dict[str, Any], *, resamples: int = 2000, seed: int 
             bt, bb = _f1_pair(boot)
             diff = bt - bb
             res.setdefault(lab, {})["f1thr" if key == "thresholds_f1" else "target"] = {
-                "transformer": float(ft), "baseline": float(fb), "difference": float(ft - fb),
+                first: float(ft), second: float(fb), "difference": float(ft - fb),
                 "ci95": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))],
                 "p_not_better": float((diff <= 0).mean()), "resamples": resamples}
     return res

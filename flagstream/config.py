@@ -97,6 +97,9 @@ class Settings(BaseModel):
     console_token: SecretStr | None = None  # required when console_host is not a loopback address
     # --- review record extras (computed for flagged posts only) -------------------------
     explain_spans: bool = True  # per flagged label, the character spans that drove the score
+    # Spans spend the loop's idle time plus this share of its working time (streaming/annotate.py: ExplainBudget);
+    # past it a flagged post goes to review with spans_skipped "load". A large value (100) explains every post.
+    explain_share: float = Field(0.10, ge=0)
     campaigns_enabled: bool = True
     # --- campaigns (near-duplicate flagged posts share an id in the review record) -----
     campaign_window_s: float = Field(86_400.0, gt=0)

@@ -23,6 +23,7 @@ flagstream_scoring_breaker_trips_total         counter   times the scoring break
 flagstream_rebalance_dropped_records_total     counter   buffered records of revoked partitions left to their next owner
 flagstream_rebalance_rewound_partitions_total  counter   partitions given back and sought to their dropped records
 flagstream_buffered_records                    gauge     records polled and not yet processed
+flagstream_explanations_total{outcome}         counter   flagged posts: explained / cached / skipped_load (past the budget)
 flagstream_ready                               gauge     1 when /readyz would answer 200
 flagstream_broker_reachable                    gauge     1 while the broker answers
 flagstream_model_info{name,version,kind}       info      the model in use
@@ -86,6 +87,8 @@ class PipelineMetrics:
         self.rebalance_rewound = Counter("flagstream_rebalance_rewound_partitions",
                                          "Partitions given back and sought to their dropped records", registry=r)
         self.buffered = Gauge("flagstream_buffered_records", "Records polled and not yet processed", registry=r)
+        self.explanations = Counter("flagstream_explanations", "Flagged posts by explanation outcome: explained, "
+                                    "cached, skipped_load (past the explanation budget)", ["outcome"], registry=r)
         self.ready = Gauge("flagstream_ready", "1 when the pipeline is ready (see /readyz)", registry=r)
         self.broker_reachable = Gauge("flagstream_broker_reachable", "1 while the broker answers", registry=r)
         self.model_info = Info("flagstream_model", "The model in use", registry=r)

@@ -88,6 +88,7 @@ class Pipeline:
         self.clients = Clients(settings, self._stop, self._warn)
         self.batcher: Batcher | None = None
         self.router: Router | None = None
+        self.annotator: ReviewAnnotator | None = None
         self._retry_commit: dict[TopicPartition, int] = {}  # delivered, commit timed out: {tp: next offset}
         self._delivery_backoff = Backoff()
         self._breaker_backoff = Backoff(first_s=1.0, max_s=10.0)
@@ -127,10 +128,10 @@ class Pipeline:
             assert self.batcher is not None
             while not self._stop.is_set():
                 self._tick()
+                t0 = time.monotonic()
                 records = self.batcher.next_batch()
-                if records:
-                    self._process(records)
-                elif self._idle_exit_due():
+                self._paced(records, waited_s=time.monotonic() - t0)
+                if not records and self._idle_exit_due():
                     self.request_stop(f"idle for {self.stop_after_idle_s:g}s")
             records = self.batcher.drain()  # polled before the stop
             if records:
@@ -148,7 +149,8 @@ class Pipeline:
             self.scorer = load_scorer(s.model, s.thresholds, threads=s.scoring_threads or None, precision=s.precision,
                                       manifest_sha256=s.model_manifest_sha256)
         info = self.scorer.info
-        self.annotator = ReviewAnnotator.from_settings(s, self.scorer)  # issue 17: campaign + spans
+        self.annotator = ReviewAnnotator.from_settings(  # issue 17: campaign + spans
+            s, self.scorer, on_outcome=lambda outcome, n: self.metrics.explanations.labels(outcome=outcome).inc(n))
         self.shadow = Shadow.from_settings(s, info, self.shadow_scorer)  # issue 18: a candidate beside it
         self.router = Router(s, info.thresholds, info.as_dict(), self.annotator, info.labels, self.shadow)
         self.health.model_loaded = True
@@ -192,6 +194,16 @@ class Pipeline:
             if self.batcher is not None:
                 self.books.sync_rebalance(self.batcher)
             log.info("pipeline stopped", extra={"reason": self.exit_reason or "stopped", **self.stats.as_dict()})
+
+    def _paced(self, records: list[Any], waited_s: float) -> None:
+        """``_process`` the batch, then pay the explanation budget: time waited for posts vs time worked."""
+        annotator = self.annotator
+        explained = annotator.explain_seconds if annotator is not None else 0.0
+        t0 = time.monotonic()
+        if records:
+            self._process(records)
+        if annotator is not None:
+            annotator.earn(idle_s=waited_s, busy_s=time.monotonic() - t0 - (annotator.explain_seconds - explained))
 
     # --- one batch: parse -> score -> (breaker) -> route -> checkpoint ---
     def _process(self, records: list[Any]) -> None:

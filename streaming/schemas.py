@@ -327,7 +327,8 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
                   annotations: Mapping[str, Any] | None = None) -> OutRecord:
     """The review-topic record for a flagged post (see the module docstring for the contract).
 
-    ``annotations``: the reviewer's-side fields from :mod:`streaming.annotate` (``campaign``, ``spans``).
+    ``annotations``: the reviewer's-side fields from :mod:`streaming.annotate` (``campaign``, ``spans`` or
+    ``spans_skipped``).
     """
     body: dict[str, Any] = {
         "id": post.id,
@@ -340,7 +341,7 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
         "flagged_at": flagged_at or now_iso(),
     }
     body.update(post.passthrough())
-    for key in ("campaign", "spans"):
+    for key in ("campaign", "spans", "spans_skipped"):
         if annotations and annotations.get(key) is not None:
             body[key] = annotations[key]
     return OutRecord(post.id.encode("utf-8"), _dumps(body), _json_headers(REVIEW_SCHEMA))

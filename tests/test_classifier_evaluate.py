@@ -140,3 +140,13 @@ def test_model_card_from_the_template_has_the_shipped_cards_structure():
     with_functional = model_card(manifest, {**result, "functional": functional})
     assert with_functional.index("## Functional tests") < with_functional.index("## Known failure modes")
     assert "| threat | propaganda flag | 0.50 (1/2) | 0.50 (1/2) |" in with_functional
+
+
+def test_loso_f1_difference_pairs_any_two_models_of_a_fold():
+    """Two transformers (me5 against MiniLM, bench/loso_bases.py) are compared the same way as one against the baseline."""
+    rng = np.random.default_rng(2)
+    fold = _fold(rng, 1000, 60, 20)
+    fold["me5"], fold["minilm"] = fold.pop("transformer"), fold.pop("baseline")
+    d = loso_f1_difference({"folds": {"a": fold}}, kinds=("me5", "minilm"), resamples=300)["sectarian"]["target"]
+    assert d["me5"] == 2 * 60 / (2 * 60 + 40) and d["minilm"] == 2 * 20 / (2 * 20 + 80)
+    assert d["ci95"][0] > 0 and "transformer" not in d

@@ -132,3 +132,16 @@ def test_each_base_gets_its_own_recipe_defaults_and_flags_still_win():
     own = train_config_from_args(parser.parse_args(["train", "--base", "me5", "--max-steps", "7", "--time-budget",
                                                     "0", "--max-length", "32"]))
     assert (own.max_steps, own.max_length, own.time_budget_s) == (7, 32, d.time_budget_s)
+
+
+def test_loso_folds_train_with_the_same_recipe_as_the_shipped_model():
+    """A LOSO figure for me5 is only worth reporting if its folds were trained the shipped way (classifier.bases)."""
+    from flagstream.classifier import bases
+    from flagstream.classifier.e5.model import RECIPE
+    from flagstream.classifier.train import TrainConfig
+
+    fold = bases.train_config("me5", max_steps=400, seed=13, lr=None)
+    assert (fold.max_steps, fold.max_length, fold.lr) == (400, RECIPE["max_length"], RECIPE["lr"])  # None = keep
+    assert bases.train_config("minilm").as_dict() == TrainConfig().as_dict()
+    with pytest.raises(ValueError, match="unknown base 'bert'"):
+        bases.recipe("bert")

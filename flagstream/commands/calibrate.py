@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from flagstream.classifier.calibration import THRESHOLD_POLICIES
 from flagstream.errors import UserError
 from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags, require_train_extra, settings_from_args
 
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-precision", default=None,
                    help="one number, or per label (propaganda=0.8,sectarian=0.9); default 0.90, or with "
                         "--from-decisions the model's own target")
-    p.add_argument("--threshold-policy", choices=("pooled", "source_balanced"), default=None,
+    p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default=None,
                    help="on validation data: pooled (every row once) or source_balanced (every source the same "
                         "weight); default: the model's own (bench/threshold_policy.py measures both)")
     g = p.add_argument_group("from reviewers' decisions (review + decisions topics)")

