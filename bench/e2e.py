@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,9 +137,18 @@ def measure_throughput(bootstrap: str, model_dir: Path, texts: Sequence[str], n:
         return {"error": f"too few posts for a stream rate: {len(ts)} verdicts came out in {batches} batch(es) over "
                          f"{span_s:.2f}s; use --e2e-posts of several batch sizes"}
     bad = sorted({int(r.key.decode()[2:]) % len(texts) for r in dead if r.key})
+    flagged = sum(bool(json.loads(r.value).get("labels")) for r in records)
+    reviews = _read_topic(bootstrap, f"{prefix}.review", flagged, 20) if flagged else []
     return {"posts": n, "posts_per_s": round((len(ts) - first_batch) / span_s, 1), "span_s": round(span_s, 2),
             "process_wall_s": round(wall, 1), "exit_code": proc.returncode, "dead_lettered": len(dead),
-            "dead_letter_text_indices": bad}
+            "dead_letter_text_indices": bad, "verdicts": len(records), **_explained(reviews)}
+
+
+def _explained(reviews: Sequence[Any]) -> dict[str, int]:
+    """Review records with explanation spans vs those past the explanation budget (``spans_skipped``)."""
+    bodies = [json.loads(r.value) for r in reviews]
+    return {"review_records": len(bodies), "with_spans": sum("spans" in b for b in bodies),
+            "spans_skipped": sum("spans_skipped" in b for b in bodies)}
 
 
 def measure_latency(bootstrap: str, model_dir: Path, texts: Sequence[str], rate: float, seconds: float,
@@ -188,7 +198,7 @@ def measure_latency(bootstrap: str, model_dir: Path, texts: Sequence[str], rate:
            "max_ms": round(float(np.max(lat)), 1)}
     if rlat:
         out.update(review_posts=len(rlat), review_p50_ms=round(float(np.percentile(rlat, 50)), 1),
-                   review_p99_ms=round(float(np.percentile(rlat, 99)), 1))
+                   review_p99_ms=round(float(np.percentile(rlat, 99)), 1), **_explained(reviews))
     return out
 
 

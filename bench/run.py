@@ -392,13 +392,17 @@ def fmt_table(res: dict) -> str:
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
                          f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone"
                          + (f" ({tp['dead_lettered']} dead-lettered by the post contract)" if tp.get("dead_lettered") else ""))
+            if tp.get("review_records"):
+                lines.append(f"            review records {tp['review_records']}: {tp['with_spans']} with spans, "
+                             f"{tp['spans_skipped']} past the explanation budget (spans_skipped)")
             if "error" in lat:
                 lines.append(f"            latency: error: {lat['error']}")
             elif lat:
                 lines.append(f"            at {lat['offered_posts_per_s']} posts/s offered: produce->verdict "
                              f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms"
                              + (f"; ->review p50 {lat['review_p50_ms']} ms, p99 {lat['review_p99_ms']} ms "
-                                f"({lat['review_posts']} flagged)" if "review_p50_ms" in lat else ""))
+                                f"({lat['review_posts']} flagged, {lat.get('with_spans', 0)} with spans)"
+                                if "review_p50_ms" in lat else ""))
     a = res.get("archive")
     if a:
         lines.append("")

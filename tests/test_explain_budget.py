@@ -99,3 +99,21 @@ def test_credit_is_capped_so_a_quiet_night_does_not_stall_the_next_backlog():
     assert budget.credit_s == 30.0
     assert budget.affordable(cost_per_post_s=1.0, wanted=500) == 31
     assert ExplainBudget(credit_s=0.0).affordable(1.0, 5) == 0
+
+
+def test_the_console_says_why_a_post_has_no_highlighted_words():
+    import json
+    from types import SimpleNamespace
+
+    from flagstream.config import load_settings
+    from flagstream.streaming.console.state import ReviewState
+
+    s = load_settings(None, {"review_topic": "rv", "decisions_topic": "dc"}, environ={})
+    state = ReviewState(s, consumer=None, producer=None)
+    thr = {"propaganda": 0.8, "sectarian": 0.9}
+    body = {"id": "f1", "text": "t", "labels": ["sectarian"], "scores": {"propaganda": 0.1, "sectarian": 0.95},
+            "thresholds": thr, "spans_skipped": "load"}
+    state.apply(SimpleNamespace(topic="rv", partition=0, offset=0, value=json.dumps(body).encode()))
+    (group,) = state.groups()
+    item = state.item(group.key)
+    assert item["spans_skipped"] == "load" and item["spans"] == {}

@@ -256,6 +256,8 @@ class ReviewState:
             "flagged_at": rec.get("flagged_at"), "lang": rec.get("lang"), "url": rec.get("url"),
             "segments": segments(rec["text"], rec.get("spans")),
             "spans": {k: v for k, v in (rec.get("spans") or {}).items()},
+            # the stream was past its explanation budget (streaming/annotate.py): say so rather than show nothing
+            "spans_skipped": rec.get("spans_skipped"),
         }
         if members:
             out["members"] = [{"id": m.record["id"], "score": round(top_score(m.record), 4),

@@ -131,6 +131,7 @@ function renderItem() {
   if (it.count > 1) title.append(" ", el("span", { cls: "count", text: "campaign ×" + it.count }));
   box.append(title);
   box.append(segmentsNode(it.segments));
+  if (it.spans_skipped) box.append(el("p", { cls: "meta", text: "No words highlighted: the stream was too busy to explain this post (" + it.spans_skipped + ")." }));
   const table = el("table", { cls: "scores" });
   table.append(el("tr", {}, el("th", { text: "label" }), el("th", { text: "score" }), el("th", { text: "threshold" }), el("th", { text: "" })));
   for (const s of it.scores) {
