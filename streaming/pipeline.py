@@ -203,7 +203,9 @@ class Pipeline:
         if records:
             self._process(records)
         if annotator is not None:
-            annotator.earn(idle_s=waited_s, busy_s=time.monotonic() - t0 - (annotator.explain_seconds - explained))
+            # A full batch means a backlog: the poll's wait was fetching, not spare time, so it earns nothing.
+            idle_s = waited_s if len(records) < self.settings.batch_size else 0.0
+            annotator.earn(idle_s=idle_s, busy_s=time.monotonic() - t0 - (annotator.explain_seconds - explained))
 
     # --- one batch: parse -> score -> (breaker) -> route -> checkpoint ---
     def _process(self, records: list[Any]) -> None:
