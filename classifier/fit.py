@@ -71,7 +71,8 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     from flagstream.classifier.labels import LABELS
     from flagstream.classifier.manifest import ModelManifest, write_manifest
     from flagstream.classifier.train import Trainer
-    from flagstream.classifier.transformer import BASE_NAME, base_files, config_hash, load_base, save_weights
+    from flagstream.classifier import bases
+    from flagstream.classifier.transformer import BASE_NAME, base_files, config_hash, save_weights
 
     base_extra: dict[str, Any] = {}
     if base == "me5":  # the multilingual base: same recipe, another encoder and a LoRA adapter (classifier/e5)
@@ -79,7 +80,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         from flagstream.classifier.e5 import model as e5_model
 
         BASE_NAME = e5_base.BASE_NAME  # noqa: N806
-        load_base, save_weights = e5_model.load_base, e5_model.save_weights
+        save_weights = e5_model.save_weights
         base_files = lambda: {}  # noqa: E731  (the e5 loader checks base_sha256_16 instead)
         base_extra = {"base_kind": e5_model.BASE_KIND, "base_sha256_16": e5_base.fingerprint(), **e5_model.describe(),
                       "storage": "LoRA adapters + LayerNorms + biases (fp32); embeddings frozen"}
@@ -93,7 +94,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         val = val.shuffle(seed=13).select(range(val_rows))
     targets = parse_targets(target_precision)
     y_train = targets_of(train)
-    model, tokenizer = load_base(len(LABELS), seed=cfg.seed)
+    model, tokenizer = bases.load_base(base, len(LABELS), seed=cfg.seed)
     trainer = Trainer(model, tokenizer, cfg, run_dir)
     fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume,
                       progress=progress)

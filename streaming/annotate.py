@@ -34,9 +34,8 @@ EXPLAIN_CACHE = 4096  # (text, labels) -> spans, least recently used dropped fir
 class ExplainBudget:
     """Seconds of explanation the stream can afford: its idle time plus ``share`` of its working time.
 
-    At half load the loop waits for posts most of the time, so every flagged post is explained; under a backlog
-    the wait is near zero and explanations take at most ``share`` of the time, so the stream keeps about
-    ``1 / (1 + share)`` of its scorer's rate. Credit is capped (``cap_s``) so a long quiet spell does not buy a
+    At half load the loop waits for posts most of the time, so most flagged posts are explained; under a backlog
+    (full batches) nothing counts as idle and explanations take at most ``share`` of the working time. Credit is capped (``cap_s``) so a long quiet spell does not buy a
     burst that stalls the next backlog. One post may overdraw it: a post is explained whole or not at all.
     """
 
