@@ -392,9 +392,14 @@ def fmt_table(res: dict) -> str:
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
                          f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone"
                          + (f" ({tp['dead_lettered']} dead-lettered by the post contract)" if tp.get("dead_lettered") else ""))
+            lines.append(f"            {tp.get('verdicts', 0)} verdicts, {tp.get('duplicate_verdicts', 0)} of them for a post "
+                         f"already scored (a batch re-read); {sum(tp.get('warnings', {}).values())} warnings logged")
+            for msg, count in sorted(tp.get("warnings", {}).items(), key=lambda kv: -kv[1])[:3]:
+                lines.append(f"              {count} x {msg}")
             if tp.get("review_records"):
-                lines.append(f"            review records {tp['review_records']}: {tp['with_spans']} with spans, "
-                             f"{tp['spans_skipped']} past the explanation budget (spans_skipped)")
+                lines.append(f"            flagged review records {tp['review_records']}: {tp['with_spans']} with spans, "
+                             f"{tp['spans_skipped']} past the explanation budget (spans_skipped); "
+                             f"{tp.get('audit_records', 0)} audit records")
             if "error" in lat:
                 lines.append(f"            latency: error: {lat['error']}")
             elif lat:

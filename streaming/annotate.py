@@ -28,6 +28,11 @@ from flagstream.streaming.campaigns import CampaignTracker, rebuild_from_topic, 
 
 log = logging.getLogger(__name__)
 EXPLAIN_CACHE = 4096  # (text, labels) -> spans, least recently used dropped first
+CAP_S = 30.0  # most seconds of explanation one batch may spend, however long the quiet spell before it
+# ... and at most this share of max_poll_interval_ms: a batch that outlasts it gets the consumer evicted from the
+# group, its commit refused and the batch re-read by the next owner (measured: 6,000 verdicts for 5,979 posts
+# with a 10 s interval and 512-post me5 batches).
+POLL_INTERVAL_SHARE = 0.25
 
 
 @dataclass
@@ -40,7 +45,7 @@ class ExplainBudget:
     """
 
     share: float = 0.10
-    cap_s: float = 30.0
+    cap_s: float = CAP_S
     credit_s: float = 0.0
 
     def earn(self, idle_s: float, busy_s: float) -> None:
@@ -78,8 +83,10 @@ class ReviewAnnotator:
     @classmethod
     def from_settings(cls, settings: Settings, scorer: Scorer,
                       on_outcome: Callable[[str, int], None] | None = None) -> "ReviewAnnotator":
+        cap_s = min(CAP_S, POLL_INTERVAL_SHARE * settings.max_poll_interval_ms / 1000.0)
         return cls(scorer, tracker_from_settings(settings) if settings.campaigns_enabled else None,
-                   settings.explain_spans, ExplainBudget(share=settings.explain_share), on_outcome=on_outcome)
+                   settings.explain_spans, ExplainBudget(share=settings.explain_share, cap_s=cap_s),
+                   on_outcome=on_outcome)
 
     def earn(self, idle_s: float, busy_s: float) -> None:
         """After each batch: the loop's wait for posts and its working time (explanations excluded)."""

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 NOT_READY_AFTER_FAILURES = 1  # a rewound checkpoint makes /readyz say "not delivering" until the next success
 MAX_REFUSAL_ROUNDS = 3  # dead-letter rounds for refused outputs before the batch is treated as failed
+SLOW_BATCH_SHARE = 0.5  # warn when one batch takes this share of max_poll_interval_ms
 
 
 class _StoppedDuringStartup(Exception):
@@ -97,6 +98,7 @@ class Pipeline:
         self._progress = ProgressLog(settings.progress_interval_s)
         self._warned: dict[str, float] = {}
         self.started = threading.Event()  # set once connected and subscribed
+        self._clock: Callable[[], float] = time.monotonic  # times a batch (explanation budget, slow-batch warning)
 
     @property
     def consumer(self) -> Any:
@@ -199,13 +201,22 @@ class Pipeline:
         """``_process`` the batch, then pay the explanation budget: time waited for posts vs time worked."""
         annotator = self.annotator
         explained = annotator.explain_seconds if annotator is not None else 0.0
-        t0 = time.monotonic()
+        t0 = self._clock()
         if records:
             self._process(records)
+        took_s = self._clock() - t0
         if annotator is not None:
             # A full batch means a backlog: the poll's wait was fetching, not spare time, so it earns nothing.
             idle_s = waited_s if len(records) < self.settings.batch_size else 0.0
-            annotator.earn(idle_s=idle_s, busy_s=time.monotonic() - t0 - (annotator.explain_seconds - explained))
+            annotator.earn(idle_s=idle_s, busy_s=took_s - (annotator.explain_seconds - explained))
+        limit_s = self.settings.max_poll_interval_ms / 1000.0
+        if took_s > SLOW_BATCH_SHARE * limit_s:
+            # Past max_poll_interval_ms the group evicts this member: its commit is refused and the batch is
+            # re-read (duplicates). Say so while there is still margin, with the two settings that fix it.
+            self._warn("slow-batch", "a batch took over half of max_poll_interval_ms; lower batch_size or raise "
+                       "max_poll_interval_ms, or the group will evict this member and re-read its batches",
+                       every_s=60.0, batch_seconds=round(took_s, 2), records=len(records),
+                       max_poll_interval_s=limit_s)
 
     # --- one batch: parse -> score -> (breaker) -> route -> checkpoint ---
     def _process(self, records: list[Any]) -> None:

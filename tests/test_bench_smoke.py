@@ -40,6 +40,9 @@ def test_bench_smoke_reports_every_figure(tmp_path):
     assert roof["bf16_peak_gflops"] > 0 and roof["model_mflops_per_post"] > 0 and 0 < res["roofline_fraction"] < 1.5
     e2e = res["e2e"]
     assert "posts_per_s" in e2e["throughput"], e2e
+    # One stream process, no rebalance: every post is scored exactly once (the whole scores topic is read back).
+    tp = e2e["throughput"]
+    assert tp["verdicts"] + tp["dead_lettered"] == tp["posts"] and tp["duplicate_verdicts"] == 0, tp
     assert "p50_ms" in e2e["latency_at_half_load"] and "p99_ms" in e2e["latency_at_half_load"], e2e
     archive = res["archive"]
     for part in ("transformer", "linear_jsonl", "linear_parquet"):

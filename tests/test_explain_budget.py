@@ -117,3 +117,34 @@ def test_the_console_says_why_a_post_has_no_highlighted_words():
     (group,) = state.groups()
     item = state.item(group.key)
     assert item["spans_skipped"] == "load" and item["spans"] == {}
+
+
+def test_a_batch_never_saves_up_more_explanation_than_a_quarter_of_the_poll_interval(linear_model_dir):
+    """A batch that outlasts max_poll_interval_ms gets the member evicted and the batch re-read (duplicates)."""
+    from flagstream.classifier.scoring import load_scorer
+    from flagstream.config import load_settings
+
+    scorer = load_scorer(linear_model_dir)
+    short = load_settings(None, {"max_poll_interval_ms": 10_000}, environ={})
+    assert ReviewAnnotator.from_settings(short, scorer).budget.cap_s == pytest.approx(2.5)
+    default = load_settings(None, {}, environ={})
+    assert ReviewAnnotator.from_settings(default, scorer).budget.cap_s == pytest.approx(30.0)
+
+
+def test_a_batch_past_half_the_poll_interval_is_warned_about_with_the_settings_that_fix_it(caplog):
+    import logging
+
+    from flagstream.config import load_settings
+    from flagstream.streaming.pipeline import Pipeline
+
+    clock = _Clock()
+    pipe = Pipeline(load_settings(None, {"max_poll_interval_ms": 4000, "batch_size": 8}, environ={}))
+    pipe._process = lambda records: setattr(clock, "now", clock.now + 1.5 * len(records))  # fake work
+    pipe._clock = clock
+    with caplog.at_level(logging.WARNING, logger="flagstream.streaming.pipeline"):
+        pipe._paced([object()], waited_s=0.0)  # 1.5 s of 4 s: fine
+        assert not caplog.records
+        pipe._paced([object(), object()], waited_s=0.0)  # 3 s of 4 s: warned
+    (rec,) = caplog.records
+    assert "lower batch_size or raise max_poll_interval_ms" in rec.getMessage()
+    assert rec.batch_seconds == 3.0 and rec.max_poll_interval_s == 4.0
