@@ -20,6 +20,7 @@ import logging
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +78,12 @@ def _encoder_shape(model: torch.nn.Module) -> tuple[int, int]:
     return int(config.num_attention_heads), int(config.hidden_size)
 
 
-def convert(model: torch.nn.Module, out_dir: Path) -> Path:
-    """fp32 torch model -> fused, per-channel int8 ONNX file in ``out_dir``; returns its path."""
+def convert(model: torch.nn.Module, out_dir: Path, keep_fp32: Callable[[str], bool] | None = None) -> Path:
+    """fp32 torch model -> fused, per-channel int8 ONNX file in ``out_dir``; returns its path.
+
+    ``keep_fp32``: node names (after fusion) to leave unquantised; only bench/int8_exclusions.py uses it, to
+    measure whether keeping sensitive matmuls in fp32 buys flag agreement (on me5 it did not; bench/RESULTS.md).
+    """
     _require_ort()
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
@@ -102,8 +107,9 @@ def convert(model: torch.nn.Module, out_dir: Path) -> Path:
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser warns on the root logger about pre-processing
     try:
         optimizer.optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(str(fused))
+        exclude = [n.name for n in onnx.load(str(fused)).graph.node if keep_fp32(n.name)] if keep_fp32 else []
         quantize_dynamic(str(fused), str(int8), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         nodes_to_exclude=exclude, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         logging.getLogger().setLevel(old)
     fp32.unlink()

@@ -100,6 +100,10 @@ class Settings(BaseModel):
     # Spans spend the loop's idle time plus this share of its working time (streaming/annotate.py: ExplainBudget);
     # past it a flagged post goes to review with spans_skipped "load". A large value (100) explains every post.
     explain_share: float = Field(0.10, ge=0)
+    # Explanations run before their batch's review records go out, so this bounds what spans add to a flagged
+    # post's review latency: at most this many seconds of explanation per batch (and never over a quarter of
+    # max_poll_interval_ms). Raise it for more spans at a quiet feed, at the cost of that latency.
+    explain_max_batch_s: float = Field(1.0, ge=0)
     campaigns_enabled: bool = True
     # --- campaigns (near-duplicate flagged posts share an id in the review record) -----
     campaign_window_s: float = Field(86_400.0, gt=0)

@@ -28,10 +28,10 @@ from flagstream.streaming.campaigns import CampaignTracker, rebuild_from_topic, 
 
 log = logging.getLogger(__name__)
 EXPLAIN_CACHE = 4096  # (text, labels) -> spans, least recently used dropped first
-CAP_S = 30.0  # most seconds of explanation one batch may spend, however long the quiet spell before it
-# ... and at most this share of max_poll_interval_ms: a batch that outlasts it gets the consumer evicted from the
-# group, its commit refused and the batch re-read by the next owner (measured: 6,000 verdicts for 5,979 posts
-# with a 10 s interval and 512-post me5 batches).
+# Credit never exceeds ``explain_max_batch_s`` (explanations run before their batch's review records go out, so
+# this is the most they add to a flagged post's review latency) nor this share of max_poll_interval_ms: a batch
+# that outlasts the interval gets the consumer evicted, its commit refused and the batch re-read by the next owner
+# (bench/e2e.py, me5, 512-post batches: 6,000 verdicts for 5,979 posts with a 10 s interval; 5,979 with 300 s).
 POLL_INTERVAL_SHARE = 0.25
 
 
@@ -40,12 +40,14 @@ class ExplainBudget:
     """Seconds of explanation the stream can afford: its idle time plus ``share`` of its working time.
 
     At half load the loop waits for posts most of the time, so most flagged posts are explained; under a backlog
-    (full batches) nothing counts as idle and explanations take at most ``share`` of the working time. Credit is capped (``cap_s``) so a long quiet spell does not buy a
-    burst that stalls the next backlog. One post may overdraw it: a post is explained whole or not at all.
+    (full batches) nothing counts as idle and explanations take at most ``share`` of the working time. Credit is
+    capped (``cap_s``, from ``explain_max_batch_s``) so one batch adds at most that to review latency and a quiet
+    spell does not buy a burst that stalls the next backlog. One post may overdraw it: a post is explained whole
+    or not at all.
     """
 
     share: float = 0.10
-    cap_s: float = CAP_S
+    cap_s: float = 1.0
     credit_s: float = 0.0
 
     def earn(self, idle_s: float, busy_s: float) -> None:
@@ -83,7 +85,7 @@ class ReviewAnnotator:
     @classmethod
     def from_settings(cls, settings: Settings, scorer: Scorer,
                       on_outcome: Callable[[str, int], None] | None = None) -> "ReviewAnnotator":
-        cap_s = min(CAP_S, POLL_INTERVAL_SHARE * settings.max_poll_interval_ms / 1000.0)
+        cap_s = min(settings.explain_max_batch_s, POLL_INTERVAL_SHARE * settings.max_poll_interval_ms / 1000.0)
         return cls(scorer, tracker_from_settings(settings) if settings.campaigns_enabled else None,
                    settings.explain_spans, ExplainBudget(share=settings.explain_share, cap_s=cap_s),
                    on_outcome=on_outcome)

@@ -119,16 +119,20 @@ def test_the_console_says_why_a_post_has_no_highlighted_words():
     assert item["spans_skipped"] == "load" and item["spans"] == {}
 
 
-def test_a_batch_never_saves_up_more_explanation_than_a_quarter_of_the_poll_interval(linear_model_dir):
-    """A batch that outlasts max_poll_interval_ms gets the member evicted and the batch re-read (duplicates)."""
+def test_a_batch_spends_at_most_explain_max_batch_s_and_never_a_quarter_of_the_poll_interval(linear_model_dir):
+    """Spans run before their batch's review records go out (latency), and a batch that outlasts
+    max_poll_interval_ms gets the member evicted and the batch re-read (duplicates)."""
     from flagstream.classifier.scoring import load_scorer
     from flagstream.config import load_settings
 
     scorer = load_scorer(linear_model_dir)
-    short = load_settings(None, {"max_poll_interval_ms": 10_000}, environ={})
-    assert ReviewAnnotator.from_settings(short, scorer).budget.cap_s == pytest.approx(2.5)
     default = load_settings(None, {}, environ={})
-    assert ReviewAnnotator.from_settings(default, scorer).budget.cap_s == pytest.approx(30.0)
+    assert ReviewAnnotator.from_settings(default, scorer).budget.cap_s == pytest.approx(1.0)
+    generous = load_settings(None, {"explain_max_batch_s": 20, "max_poll_interval_ms": 10_000}, environ={})
+    assert ReviewAnnotator.from_settings(generous, scorer).budget.cap_s == pytest.approx(2.5)
+    annotator = ReviewAnnotator.from_settings(default, scorer)
+    annotator.earn(idle_s=3600.0, busy_s=0.0)  # an hour's quiet buys one batch's worth, no more
+    assert annotator.budget.credit_s == pytest.approx(1.0)
 
 
 def test_a_batch_past_half_the_poll_interval_is_warned_about_with_the_settings_that_fix_it(caplog):
