@@ -119,7 +119,7 @@ def _warnings(stderr_path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for line in stderr_path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            msg = json.loads(line).get("message", line)
+            msg = json.loads(line).get("msg", line)  # streaming/logs.py names the message "msg"
         except (ValueError, AttributeError):
             msg = line
         counts[str(msg)[:120]] = counts.get(str(msg)[:120], 0) + 1
