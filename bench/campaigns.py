@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flagstream.streaming.campaigns import CampaignTracker, normalise, shingles  # noqa: E402
+from flagstream.streaming.loop.campaigns import CampaignTracker, normalise, shingles  # noqa: E402
 
 csv.field_size_limit(10_000_000)
 # Pipeline speed to express the cost against: bench/RESULTS.md, "end to end: flagstream stream 485.0 posts/s".
@@ -107,7 +107,7 @@ def scorer_cpu_us_per_post(model_dir: Path, texts: list[str]) -> float | None:
     """CPU microseconds per post of the shipped scorer on these texts (batches of 64), same process, same load."""
     if not (model_dir / "manifest.json").exists():
         return None
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     scorer = load_scorer(model_dir)
     scorer.score(texts[:64])  # warm-up

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flagstream.streaming.broker import EmbeddedBroker, free_port  # noqa: E402
+from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
 
 WORDS = ("the council met on tuesday to discuss the new market square and the river path while families "
          "walked their dogs and children played football near the old school garden in the evening sun").split()

@@ -260,8 +260,8 @@ def run_e2e(model_dir: Path, texts: Sequence[str], n: int, latency_seconds: floa
 
     ``batch_size`` overrides the stream's default (only for smoke runs, whose few posts would fit one batch)."""
     try:
-        from flagstream.streaming.broker import EmbeddedBroker
-        import flagstream.streaming.pipeline  # noqa: F401 - the stream command's engine
+        from flagstream.streaming.kafka.broker import EmbeddedBroker
+        import flagstream.streaming.loop.pipeline  # noqa: F401 - the stream command's engine
     except ImportError as exc:
         return {"skipped": f"streaming pipeline not available ({exc})"}
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLAGSTREAM_SCORING_THREADS": str(threads),

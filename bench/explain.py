@@ -24,11 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flagstream.classifier.explain import delete_spans, explain, windows, word_spans  # noqa: E402
+from flagstream.classifier.inference.explain import delete_spans, explain, windows, word_spans  # noqa: E402
 
 
 def flagged_test_posts(data_dir: Path, scorer, limit: int, seed: int) -> list[tuple[str, list[str], np.ndarray]]:
-    from flagstream.classifier.data import load_corpus
+    from flagstream.classifier.data.corpus import load_corpus
 
     ds = load_corpus(data_dir)
     rows = [r for r in ds if r["split"] == "test" and not r["weak"] and (r["propaganda"] == 1 or r["sectarian"] == 1)]
@@ -89,7 +89,7 @@ def main() -> int:
     ap.add_argument("--posts", type=int, default=200)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     scorer = load_scorer(args.model)
     posts = flagged_test_posts(Path(args.data_dir), scorer, args.posts, args.seed)

@@ -3,7 +3,7 @@
 flagstream-me5 in ``precision: int8`` agrees with fp32 on 99.22% of flags (bench/RESULTS.md), under the 99.5%
 bar, so it stays opt-in. The usual suspect in BERT-style int8 is the FFN output projection, whose GELU
 inputs have outliers that one activation scale per batch crushes. This script converts the model once per
-variant (``classifier.onnx_int8.convert(keep_fp32=...)``), and for each reports flag agreement with fp32 on
+variant (``flagstream.classifier.inference.onnx_int8.convert(keep_fp32=...)``), and for each reports flag agreement with fp32 on
 two samples: the benchmark's own 2,000 realistic-mix posts (seed 7) and up to 3,000 other posts drawn with
 another seed (none shared), so a variant chosen on the first is checked on posts it was not chosen on; and
 posts/s, rounds interleaved so the machine's drift hits every variant alike. Nothing is asserted.
@@ -61,8 +61,8 @@ def main() -> None:
 
     from texts import bench_texts
 
-    from flagstream.classifier.onnx_int8 import OnnxInt8Model, convert
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.onnx_int8 import OnnxInt8Model, convert
+    from flagstream.classifier.inference.scoring import load_scorer
 
     torch.set_num_threads(args.threads)
     bench, _ = bench_texts(args.data, args.posts, mix="realistic")

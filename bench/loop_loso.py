@@ -6,9 +6,9 @@ For each LOSO fold model (the current MiniLM recipe trained WITHOUT one source: 
 * its trusted rows (every split: the fold never saw any of them) are shuffled once (seed 0) and halved: the
   **feed half** is streamed, the **untouched half** is where every realised figure is measured;
 * the feed half is scored by the fold model; flagged posts and the stream's own audit sample of the rest
-  (:func:`streaming.audit.audit_fields`, default policy) go to review in arrival order and are answered from the
+  (:func:`flagstream.streaming.loop.audit.audit_fields`, default policy) go to review in arrival order and are answered from the
   gold labels (:func:`bench.loop_simulation.review_queue`);
-* after N = 50, 100, 300, 1,000 decisions :func:`classifier.feedback.propose` picks the threshold that meets the
+* after N = 50, 100, 300, 1,000 decisions :func:`flagstream.classifier.feedback.thresholds.propose` picks the threshold that meets the
   fold's own target precision (or refuses, and the fold's validation-picked threshold stays);
 * repeated over ``--runs`` feed orders: mean and 10th/90th percentiles of realised precision and recall.
 
@@ -38,16 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loop_simulation import BUDGETS, QUEUE, REFUSALS, realised, review_queue, simulate  # noqa: E402
-from flagstream.classifier.feedback import Evidence, Row, propose  # noqa: E402
-from flagstream.streaming.audit import AuditPolicy  # noqa: E402
+from flagstream.classifier.feedback.thresholds import Evidence, Row, propose  # noqa: E402
+from flagstream.streaming.loop.audit import AuditPolicy  # noqa: E402
 
 MIN_POSITIVES = 20  # per half: fewer and a realised recall is a handful of posts
 
 
 def source_rows(data_dir: Path, name: str, max_rows: int) -> tuple[list[str], np.ndarray]:
     """The held-out source's trusted rows (every split), at most ``max_rows`` (seeded), and their (n, 2) targets."""
-    from flagstream.classifier.data import load_corpus, targets
-    from flagstream.classifier.sources import SOURCES
+    from flagstream.classifier.data.corpus import load_corpus, targets
+    from flagstream.classifier.data.sources import SOURCES
 
     src = [s for s in SOURCES if s.name == name]
     ds = load_corpus(data_dir, src)
@@ -61,7 +61,7 @@ def source_rows(data_dir: Path, name: str, max_rows: int) -> tuple[list[str], np
 def scores(model_dir: Path, texts: list[str]) -> np.ndarray:
     """(n, 2) probabilities from the model's own scorer, cached in /tmp by manifest (hashes, version) and texts."""
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     read_manifest(model_dir)  # a bad model dir fails here, with its reason
     manifest = (model_dir / "manifest.json").read_text(encoding="utf-8")
@@ -201,7 +201,7 @@ def compare_retrained(root: Path, source: str, label: str, j: int, texts: list[s
     N posts (``flagstream train --exclude-source S --decisions``), at its own validation thresholds and
     recalibrated with the same N posts."""
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.metrics import binary_metrics
+    from flagstream.classifier.evaluation.measures import binary_metrics
 
     out = {}
     base_auc = binary_metrics(probs[judge, j], y[judge], shipped)["pr_auc"]

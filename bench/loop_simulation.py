@@ -1,14 +1,14 @@
 """Closing-the-loop simulation (issue 18): recalibrate a feed's threshold from N simulated decisions.
 
 Replays a labelled source as a feed: the shipped model scores every post; posts at or above the shipped
-threshold go to review (all decided), unflagged posts are audit-sampled by :mod:`streaming.audit` with the
+threshold go to review (all decided), unflagged posts are audit-sampled by :mod:`flagstream.streaming.loop.audit` with the
 default policy; reviewers answer from the gold labels; the first N decisions in arrival order (review queue
-= flagged + audit items, feed order shuffled per run) feed :func:`classifier.feedback.propose`; the
+= flagged + audit items, feed order shuffled per run) feed :func:`flagstream.classifier.feedback.thresholds.propose`; the
 threshold it proposes (or the shipped one when it refuses) is then judged on the WHOLE source: realised
 precision and recall. Repeated over ``--runs`` random feed orders; prints mean and 10th/90th percentiles.
 
 Default feed: the Gab Hate Corpus test file (``gab_hate_corpus/ghc_test.tsv``, hate = hd or cv), which
-classifier/sources.py does not train on, so the shipped model never saw it. Its "hate" is general hate
+classifier/data/sources.py does not train on, so the shipped model never saw it. Its "hate" is general hate
 (race, religion, gender, ...), wider than flagstream's ``sectarian``: the feed's reviewers' notion of the
 label differs from the training one, which is exactly the situation recalibration is for.
 
@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flagstream.classifier.feedback import Evidence, Row, propose  # noqa: E402
-from flagstream.streaming.audit import AuditPolicy, audit_fields  # noqa: E402
+from flagstream.classifier.feedback.thresholds import Evidence, Row, propose  # noqa: E402
+from flagstream.streaming.loop.audit import AuditPolicy, audit_fields  # noqa: E402
 
 BUDGETS = (50, 100, 300, 1000)
 
@@ -50,7 +50,7 @@ def load_gab(data_dir: Path) -> tuple[list[str], np.ndarray]:
 
 def scores_for(model_dir: Path, texts: list[str], label: str) -> np.ndarray:
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     m = read_manifest(model_dir)
     key = hashlib.sha256((m.name + m.version + "\n".join(texts)).encode()).hexdigest()[:16]
@@ -67,7 +67,7 @@ def scores_for(model_dir: Path, texts: list[str], label: str) -> np.ndarray:
 def review_queue(s: np.ndarray, y: np.ndarray, shipped: float, policy: AuditPolicy, label: str,
                  run: int) -> list[tuple[int, Row]]:
     """The decisions a feed produces, in arrival order: every flagged post, plus the audit sample of the rest
-    (the stream's own :func:`streaming.audit.audit_fields`), each answered from the gold label.
+    (the stream's own :func:`flagstream.streaming.loop.audit.audit_fields`), each answered from the gold label.
     Returns (feed index, decided row) pairs, so a caller can also export what was decided."""
     order = np.random.default_rng(run).permutation(len(s))
     pol = AuditPolicy(policy.rate, policy.near_rate, policy.near_band, seed=f"sim-{run}")

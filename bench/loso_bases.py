@@ -1,7 +1,7 @@
 """Leave-one-source-out, multilingual me5 against MiniLM, paired row by row (issue 16).
 
 The test split says how each model does on sources it trained on; a trust-and-safety team's next feed is a
-source neither has seen. Each fold trains a base's shipped recipe (``classifier.bases``: me5 = LoRA on the top
+source neither has seen. Each fold trains a base's shipped recipe (``flagstream.classifier.bases.registry``: me5 = LoRA on the top
 six layers at 64 tokens, MiniLM = the full fine-tune at 128) for the same number of steps on the same sampled rows
 of the other sources, picks thresholds on their validation split (precision 0.90 and best-F1), and is scored on
 the held-out source. Because the rows depend only on the seed and the corpus, two runs can be paired:
@@ -12,7 +12,7 @@ the held-out source. Because the rows depend only on the seed and the corpus, tw
 
 ``run`` writes ``<out>.npz`` (per fold: labels, test probabilities, thresholds) and ``<out>.json`` (metrics);
 ``compare`` pools every fold present for both bases and prints, per label, pooled F1 at each operating point
-with a paired bootstrap interval on me5 minus MiniLM (``classifier.loso.loso_f1_difference``), and per-fold
+with a paired bootstrap interval on me5 minus MiniLM (``flagstream.classifier.evaluation.loso.loso_f1_difference``), and per-fold
 PR-AUC with its own paired interval. One thread per run is the intended use (``OMP_NUM_THREADS=1``), so two
 folds train side by side on a 2-core machine.
 """
@@ -39,9 +39,9 @@ SEED = 13
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from flagstream.classifier.assess import load
-    from flagstream.classifier.loso import loso
-    from flagstream.classifier.report import jsonable
+    from flagstream.classifier.evaluation.assess import load
+    from flagstream.classifier.evaluation.loso import loso
+    from flagstream.classifier.evaluation.report import jsonable
 
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
@@ -103,7 +103,7 @@ def _pr_auc_diff(a: np.ndarray, b: np.ndarray, y: np.ndarray, resamples: int, rn
 
 
 def compare(args: argparse.Namespace) -> int:
-    from flagstream.classifier.loso import loso_f1_difference
+    from flagstream.classifier.evaluation.loso import loso_f1_difference
 
     a, b = args.bases.split(",")
     folds = {h: f for h, f in _load(args.files).items() if a in f and b in f and "y" in f}

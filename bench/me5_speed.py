@@ -3,7 +3,7 @@
 Issue 21 asks for the scorer-vs-``transformers.pipeline`` ratios of the multilingual model too. The me5 side
 is the converted multilingual-e5-small base + a two-label head (a LoRA adapter is merged on load, so a
 trained flagstream-me5 costs the same). Each model runs through the project's engine
-(``classifier.runtime.InferenceEngine``) in fp32 and int8 (ONNX Runtime, when installed), and through
+(``flagstream.classifier.inference.runtime.InferenceEngine``) in fp32 and int8 (ONNX Runtime, when installed), and through
 ``pipeline("text-classification")`` over the same weights at the pipeline's best batch size; rounds are
 interleaved so drift in the machine's speed hits every variant alike. Posts: the realistic mix
 (``bench/texts.py``) when ../shared/data is present, else the examples file. Nothing is asserted.
@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from flagstream.classifier.e5.model import _plain_encoder, load_tokenizer
+    from flagstream.classifier.bases.e5.model import _plain_encoder, load_tokenizer
     from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.normalize import normalize_text
-    from flagstream.classifier.runtime import InferenceEngine
-    from flagstream.classifier.transformer import MultiLabelEncoder, load_model
+    from flagstream.classifier.inference.runtime import InferenceEngine
+    from flagstream.classifier.inference.transformer import MultiLabelEncoder, load_model
 
     hf_logging.set_verbosity_error()
     logging.getLogger("transformers.pipelines.base").setLevel(logging.CRITICAL)

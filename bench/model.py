@@ -2,12 +2,12 @@
 
 flagstream's default model (``models/flagstream-minilm``) when it is present; otherwise a stand-in
 model directory built from the packaged all-MiniLM-L6-v2 base with a fixed-seed head (same
-architecture, same FLOPs, same code path through :func:`classifier.scoring.load_scorer`), its head
+architecture, same FLOPs, same code path through :func:`flagstream.classifier.inference.scoring.load_scorer`), its head
 rescaled so scores spread over (0, 1) like a trained model's and parity numbers mean something.
 
 The baseline is ``transformers.pipeline("text-classification")`` over the *same merged fp32 weights*:
 :class:`MeanPoolClassifier` is the model re-expressed as a ``PreTrainedModel`` (the pipeline needs one),
-computing exactly what ``classifier.transformer.MultiLabelEncoder`` computes.
+computing exactly what ``flagstream.classifier.inference.transformer.MultiLabelEncoder`` computes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from flagstream.classifier.manifest import ModelManifest, read_manifest, write_manifest
-from flagstream.classifier.transformer import MultiLabelEncoder, load_base, load_model, save_weights
+from flagstream.classifier.inference.transformer import MultiLabelEncoder, load_base, load_model, save_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "flagstream-minilm"

@@ -8,7 +8,7 @@ Prints a table, then one JSON line (prefixed ``BENCH_JSON``) with every number. 
 medians over rounds in which the baseline and every flagstream variant run back to back (so load from
 other processes hits all of them alike); a speed-up is the median of the per-round ratios:
 
-1. model throughput: flagstream's scorer (``classifier.scoring.load_scorer``, i.e. the code path
+1. model throughput: flagstream's scorer (``flagstream.classifier.inference.scoring.load_scorer``, i.e. the code path
    ``flagstream stream`` and ``flagstream rescore`` use) against ``transformers.pipeline`` over the same
    merged weights, same texts, same threads, with the pipeline's batch size tuned;
 2. accuracy parity of each fast path (bf16, int8) against flagstream's own fp32 path: max absolute
@@ -89,8 +89,8 @@ def bench_model(args, texts: list[str], model_dir: Path, threads: int) -> dict:
     import torch
 
     from flagstream.classifier.normalize import normalize_text
-    from flagstream.classifier.runtime import native_bf16
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.runtime import native_bf16
+    from flagstream.classifier.inference.scoring import load_scorer
     from model import baseline_pipeline, pipeline_probs
     from roofline import encoder_flops_per_post, matmul_flops, model_shape
 
@@ -245,9 +245,9 @@ def bench_cascade(args, model_dir: Path, threads: int) -> dict:
     on every label are called benign without the transformer. The threshold is the highest that keeps
     >= 99.5% of the transformer's flags on a validation feed; speed-up and recall are then measured on a
     test feed (90% benign posts). Recall is against the transformer's own flags: what the cascade loses."""
-    from flagstream.classifier.data import load_corpus, targets
-    from flagstream.classifier.linear import LinearModel
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.data.corpus import load_corpus, targets
+    from flagstream.classifier.inference.linear import LinearModel
+    from flagstream.classifier.inference.scoring import load_scorer
 
     if not Path(args.data_dir).is_dir():
         return {"skipped": "needs ../shared/data to train the linear stage"}
@@ -292,7 +292,7 @@ def bench_cascade(args, model_dir: Path, threads: int) -> dict:
 
 def train_linear_standin(root: Path, n: int) -> Path:
     """A linear model on synthetic posts with keyword labels: realistic cost, not a real classifier."""
-    from flagstream.classifier.linear import LinearModel
+    from flagstream.classifier.inference.linear import LinearModel
     from texts import synthetic_texts
 
     texts = synthetic_texts(n, seed=99)
@@ -496,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
     if s and not args.cascade:
         skip.add("cascade")  # the cascade trains a linear model on the corpus: not smoke-sized
 
-    from flagstream.classifier.runtime import default_threads
+    from flagstream.classifier.inference.runtime import default_threads
     from model import resolve_model_dir
     from texts import bench_texts
 

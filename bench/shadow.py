@@ -3,8 +3,8 @@
 The candidate is the shipped model with other thresholds, written as ``calibrate --from-decisions`` writes
 one (same weights, new version): the common case, and the worst one for the ratio (the candidate is exactly
 as expensive as the served model). Both sides run the stream's own code on the same micro-batches: the
-parse step, ``streaming.steps.score_batch`` with the served scorer, and for the shadow side also
-``streaming.shadow.Shadow.score`` and building every shadow record (``Shadow.record``). Kafka is left out
+parse step, ``flagstream.streaming.loop.batch.score_batch`` with the served scorer, and for the shadow side also
+``flagstream.streaming.loop.shadow.Shadow.score`` and building every shadow record (``Shadow.record``). Kafka is left out
 (the produce cost of a ~400-byte record per post is small next to a transformer pass). Rounds alternate
 between the two sides so that a change in machine load hits both; the medians are printed, and the resident
 memory with the served model alone and with the candidate loaded too (each after a warm-up pass).
@@ -48,11 +48,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.texts import bench_texts
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.recalibrate import bump_version, write_recalibrated
-    from flagstream.classifier.scoring import load_scorer
-    from flagstream.streaming.schemas import Source, now_iso
-    from flagstream.streaming.shadow import Shadow
-    from flagstream.streaming.steps import parse_batch, score_batch
+    from flagstream.classifier.feedback.recalibrate import bump_version, write_recalibrated
+    from flagstream.classifier.inference.scoring import load_scorer
+    from flagstream.contract.posts import Source, now_iso
+    from flagstream.streaming.loop.shadow import Shadow
+    from flagstream.streaming.loop.batch import parse_batch, score_batch
 
     texts, origin = bench_texts(args.data_dir if args.data_dir.is_dir() else None, args.posts)
     records = [SimpleNamespace(topic="posts", partition=0, offset=i, timestamp=0, key=str(i).encode(), headers=[],

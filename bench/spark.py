@@ -106,8 +106,8 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
     from pyspark.sql.functions import pandas_udf
 
     from flagstream.classifier.manifest import MANIFEST_NAME
-    from flagstream.classifier.rescore_rows import InputRow, Limits
-    from flagstream.classifier.spark_rescore import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows,
+    from flagstream.classifier.archive.rows import InputRow, Limits
+    from flagstream.classifier.archive.spark import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows,
                                                      sha256_bytes, spark_session)
 
     spark = spark_session(master, 4096)

@@ -1,8 +1,8 @@
 """The speed ideas issue 21 asked to try, measured against the shipped engine in one run (interleaved rounds).
 
 Kept so the losers' numbers in bench/RESULTS.md can be reproduced; only the winner is in the product
-(``precision: int8`` = ONNX Runtime, classifier/onnx_int8.py). Every variant runs the same posts (the
-realistic mix, bench/texts.py) through :class:`classifier.runtime.InferenceEngine`'s batching, so only the
+(``precision: int8`` = ONNX Runtime, classifier/inference/onnx_int8.py). Every variant runs the same posts (the
+realistic mix, bench/texts.py) through :class:`flagstream.classifier.inference.runtime.InferenceEngine`'s batching, so only the
 arithmetic differs:
 
 - ``fp32``: the engine as shipped (SDPA attention, length-sorted dynamic padding);
@@ -38,7 +38,7 @@ def _rounded(engine, multiple: int):
     """Pad each batch to a multiple of ``multiple`` tokens (capped at max_length)."""
     import torch
 
-    from flagstream.classifier.runtime import InferenceEngine
+    from flagstream.classifier.inference.runtime import InferenceEngine
 
     def collate(ids, index):
         b = InferenceEngine._collate(engine, ids, index)
@@ -61,7 +61,7 @@ def _ort_fp32(model):
     import torch
     from onnxruntime.transformers import optimizer
 
-    from flagstream.classifier.onnx_int8 import OnnxInt8Model, _encoder_shape, _LogitsOnly
+    from flagstream.classifier.inference.onnx_int8 import OnnxInt8Model, _encoder_shape, _LogitsOnly
 
     d = Path(tempfile.mkdtemp(prefix="flagstream-trial-"))
     dummy = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from flagstream.classifier.normalize import normalize_text
-    from flagstream.classifier.runtime import InferenceEngine
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.runtime import InferenceEngine
+    from flagstream.classifier.inference.scoring import load_scorer
     from texts import realistic_texts
 
     texts = [normalize_text(t) for t in realistic_texts(args.data_dir, args.posts)]

@@ -7,7 +7,7 @@ the model's own per-label target precision, and applied to every trusted row of 
 * ``pooled``: every validation row counts once (what ``flagstream train`` has shipped so far): the large
   sources decide the threshold;
 * ``source_balanced``: every validation source carries the same total weight
-  (:func:`classifier.calibration.source_balanced_weights`), so a threshold must hold on the typical source;
+  (:func:`flagstream.classifier.training.calibration.source_balanced_weights`), so a threshold must hold on the typical source;
 * ``pooled_single_0.90``: pooled, one target (0.90) for both labels instead of the per-label targets.
 
 Pooled over folds (every held-out row once, at its fold's thresholds): precision, recall, F1, and the count of
@@ -41,8 +41,8 @@ def main() -> int:
     ap.add_argument("--max-rows", type=int, default=4000)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    from flagstream.classifier.calibration import source_balanced_weights, threshold_for_precision
-    from flagstream.classifier.data import load_corpus, targets
+    from flagstream.classifier.training.calibration import source_balanced_weights, threshold_for_precision
+    from flagstream.classifier.data.corpus import load_corpus, targets
     from flagstream.classifier.labels import LABELS
     from flagstream.classifier.manifest import read_manifest
 

@@ -2,12 +2,12 @@
 
 Streaming, rescoring and reports see a model only through :class:`Scorer` (texts in, an ``(n, labels)``
 array of probabilities out) and the :class:`ModelInfo` that names it and its thresholds. The backends
-(:mod:`classifier.linear`, :mod:`classifier.transformer`) implement it and :mod:`classifier.scoring`
+(:mod:`flagstream.classifier.inference.linear`, :mod:`flagstream.classifier.inference.transformer`) implement it and :mod:`flagstream.classifier.inference.scoring`
 opens a model directory with the right one; all three import this module, and it imports none of
 them, so the package has no import cycle. No torch, no Kafka: numpy and the label names only.
 
 :func:`probabilities` is the only place where logits become probabilities (sigmoid of logit over a
-per-label temperature), so a temperature is fitted (:mod:`classifier.calibration`) with exactly the
+per-label temperature), so a temperature is fitted (:mod:`flagstream.classifier.training.calibration`) with exactly the
 formula it is served with.
 """
 

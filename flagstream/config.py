@@ -46,7 +46,7 @@ class Settings(BaseModel):
     dlq_topic: str = "posts.dlq"
     decisions_topic: str = "posts.decisions"  # reviewer verdicts (flagstream decide, the review console)
     # None = auto: create missing topics only on a single-broker cluster (the embedded broker, a dev box),
-    # where replication_factor 1 is all there is; on a real cluster report them instead (see streaming.topics).
+    # where replication_factor 1 is all there is; on a real cluster report them instead (see flagstream.streaming.kafka.topics).
     create_topics: bool | None = None
     topic_partitions: int = Field(3, ge=1)
     replication_factor: int = Field(1, ge=1)
@@ -97,7 +97,7 @@ class Settings(BaseModel):
     console_token: SecretStr | None = None  # required when console_host is not a loopback address
     # --- review record extras (computed for flagged posts only) -------------------------
     explain_spans: bool = True  # per flagged label, the character spans that drove the score
-    # Spans spend the loop's idle time plus this share of its working time (streaming/annotate.py: ExplainBudget);
+    # Spans spend the loop's idle time plus this share of its working time (streaming/loop/annotate.py: ExplainBudget);
     # past it a flagged post goes to review with spans_skipped "load". A large value (100) explains every post.
     explain_share: float = Field(0.10, ge=0)
     # Explanations run before their batch's review records go out, so this bounds what spans add to a flagged
@@ -109,7 +109,7 @@ class Settings(BaseModel):
     campaign_window_s: float = Field(86_400.0, gt=0)
     campaign_max_posts: int = Field(20_000, ge=100)  # memory bound: oldest flagged posts are forgotten first
     campaign_similarity: float = Field(0.4, gt=0, le=1)  # estimated Jaccard over shingles to join a campaign
-    # --- audit sample (unflagged posts sent to review with a known weight; streaming/audit.py) --
+    # --- audit sample (unflagged posts sent to review with a known weight; streaming/loop/audit.py) --
     audit_rate: float = Field(0.01, ge=0, le=1)  # inclusion probability of a post far below every threshold
     audit_near_rate: float = Field(0.10, ge=0, le=1)  # ... of a post just below a threshold (both 0 = no audit)
     audit_near_band: float = Field(0.5, ge=0, le=1)  # "just below": score >= band x threshold for some label
@@ -233,9 +233,9 @@ _SERVICE_LINK = re.compile(r"^FLAGSTREAM_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)
 # The project's own variables that are not settings: read where they act, never warned about.
 NON_SETTING_VARIABLES: dict[str, str] = {
     "config": "names the YAML file itself (load_settings reads it)",
-    "cache_dir": "where the multilingual base is generated on first use (classifier/e5/base.py)",
+    "cache_dir": "where the multilingual base is generated on first use (classifier/bases/e5/base.py)",
     "require_tls_tests": "CI: TLS/browser/Spark test dependencies must install (scripts/install-test-deps.sh)",
-    "spark_fail_first_attempt": "tests: fail each Spark task's first attempt (classifier/spark_rescore.py)",
+    "spark_fail_first_attempt": "tests: fail each Spark task's first attempt (classifier/archive/spark.py)",
 }
 
 

@@ -1,13 +1,13 @@
 """Shared fixtures for tests against the embedded broker (helpers live in ``tests/support/``).
 
 ``broker`` (session)
-    One embedded Tansu broker (:class:`streaming.broker.EmbeddedBroker`, in-memory storage) on a free
+    One embedded Tansu broker (:class:`flagstream.streaming.kafka.broker.EmbeddedBroker`, in-memory storage) on a free
     loopback port for the whole session. Tests never share topic or group names (use ``topics``).
 ``own_broker`` (function)
     A broker of the test's own, for tests that stop, kill or restart it (``EmbeddedBroker(port=...)``
     brings one back on the same port).
 ``linear_model_dir`` (session)
-    The one test model: a real :class:`classifier.linear.LinearModel` trained in ~2 s on the synthetic
+    The one test model: a real :class:`flagstream.classifier.inference.linear.LinearModel` trained in ~2 s on the synthetic
     corpus of :mod:`tests.support.model`, thresholds 0.5/0.5.
 ``topics`` (function)
     A :class:`tests.support.topics.TopicSet` on ``broker``: unique topics (3 partitions) and group, with
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from flagstream.streaming.broker import EmbeddedBroker
+from flagstream.streaming.kafka.broker import EmbeddedBroker
 from tests.support.model import train_linear_model
 from tests.support.process import StreamProcess
 from tests.support.topics import TopicSet

@@ -1,4 +1,4 @@
-"""Audit sampling (streaming/audit.py): known probabilities, reproducible draws, unbiased weighted counts."""
+"""Audit sampling (streaming/loop/audit.py): known probabilities, reproducible draws, unbiased weighted counts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flagstream.config import load_settings
-from flagstream.streaming.audit import AuditPolicy, audit_fields, inclusion_probability, mark_audit, uniform, weight_of
+from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, inclusion_probability, mark_audit, uniform, weight_of
 
 THR = {"propaganda": 0.6, "sectarian": 0.4}
 
@@ -90,7 +90,7 @@ def test_console_offers_every_label_of_an_audit_item():
     """The review console's state (records folded in as plain data): an audit item is decided on every label."""
     from types import SimpleNamespace
 
-    from flagstream.streaming.console.state import ReviewState
+    from flagstream.streaming.ops.console.state import ReviewState
 
     s = load_settings(None, {"review_topic": "rv", "decisions_topic": "dc"}, environ={})
     state = ReviewState(s, consumer=None, producer=None)

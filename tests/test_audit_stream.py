@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flagstream.streaming.audit import AuditPolicy, audit_fields
+from flagstream.streaming.loop.audit import AuditPolicy, audit_fields
 from tests.support.kafka import produce_posts, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
 from tests.support.process import PipelineThread

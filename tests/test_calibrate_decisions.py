@@ -1,6 +1,6 @@
 """``flagstream calibrate --from-decisions`` on the real broker: a synthetic feed with known truth.
 
-Review records (flagged, and audit-sampled by streaming/audit.py) are written to a review topic as the
+Review records (flagged, and audit-sampled by streaming/loop/audit.py) are written to a review topic as the
 stream writes them, scored by a known synthetic model; reviewers' decisions answer them from the known
 truth through the decisions module (and one through ``flagstream decide``); the CLI then recalibrates
 the test model for that feed. The new threshold is checked against the feed's true best threshold.
@@ -20,10 +20,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 
 from flagstream.classifier.manifest import read_manifest
-from flagstream.streaming.audit import AuditPolicy, audit_fields, mark_audit
-from flagstream.streaming.decisions import Reviewed, build_decision
-from flagstream.streaming.feedback import join, latest_reviews
-from flagstream.streaming.schemas import Post, ReviewRef, Source, decision_record, parse_decision, review_record
+from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, mark_audit
+from flagstream.streaming.ops.decisions import Reviewed, build_decision
+from flagstream.streaming.ops.feedback import join, latest_reviews
+from flagstream.contract.posts import Post, ReviewRef, Source, decision_record, parse_decision, review_record
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]

@@ -73,7 +73,7 @@ def test_watch_arguments_are_checked_in_one_line(broker, linear_model_dir, feed_
 
 
 def test_watch_survives_a_missing_broker_round_after_round(linear_model_dir, tmp_path):
-    from flagstream.streaming.broker import free_port
+    from flagstream.streaming.kafka.broker import free_port
 
     env = {"FLAGSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "FLAGSTREAM_STARTUP_TIMEOUT_S": "1",
            "FLAGSTREAM_MODEL": str(linear_model_dir), "HF_HUB_OFFLINE": "1"}

@@ -1,4 +1,4 @@
-"""Campaign grouping (streaming/campaigns.py) and explanation spans (classifier/explain.py).
+"""Campaign grouping (streaming/loop/campaigns.py) and explanation spans (classifier/inference/explain.py).
 
 The tracker is exercised directly, then through the real pipeline on the embedded broker, including a
 restart that must rebuild the campaign index from the review topic.
@@ -13,7 +13,7 @@ from tests.support.kafka import post_bytes, produce, read_all
 from tests.support.model import PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread
 
-from flagstream.streaming.campaigns import CampaignTracker, campaign_id_for, normalise
+from flagstream.streaming.loop.campaigns import CampaignTracker, campaign_id_for, normalise
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -77,8 +77,8 @@ def test_pipeline_campaigns_survive_a_restart(topics):
 
 
 def test_occlusion_spans_point_at_the_words_that_drive_the_score(linear_model_dir):
-    from flagstream.classifier.explain import delete_spans, explain
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.explain import delete_spans, explain
+    from flagstream.classifier.inference.scoring import load_scorer
 
     scorer = load_scorer(linear_model_dir)
     texts = [PROPAGANDA_TEXT, "a quiet morning by the river"]

@@ -1,4 +1,4 @@
-"""``classifier.assess``, the workflow behind ``flagstream evaluate``, on a small synthetic corpus and a real
+"""``flagstream.classifier.evaluation.assess``, the workflow behind ``flagstream evaluate``, on a small synthetic corpus and a real
 (linear) model directory: report files, the model beside the baseline, LOSO written alone and merged later."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-import flagstream.classifier.linear as linear  # noqa: E402
-from flagstream.classifier import assess  # noqa: E402
-from flagstream.classifier.data import targets  # noqa: E402
+import flagstream.classifier.inference.linear as linear  # noqa: E402
+from flagstream.classifier.evaluation import assess  # noqa: E402
+from flagstream.classifier.data.corpus import targets  # noqa: E402
 from tests.test_classifier_evaluate import _corpus  # noqa: E402
 
 
@@ -63,9 +63,9 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm
 
 @pytest.mark.timeout(600)
 def test_recalibrate_writes_a_new_verified_version_with_the_same_weights(tmp_path: Path) -> None:
-    from flagstream.classifier.fit import recalibrate
+    from flagstream.classifier.training.fit import recalibrate
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     out = tmp_path / "recal"
     metrics = recalibrate(SHIPPED, out, "9.9.9", "0.8", corpus=_corpus)
@@ -85,7 +85,7 @@ def test_recalibrate_writes_a_new_verified_version_with_the_same_weights(tmp_pat
 
 
 def test_recalibrate_refuses_before_loading_data(linear_model, tmp_path: Path) -> None:
-    from flagstream.classifier.fit import recalibrate
+    from flagstream.classifier.training.fit import recalibrate
     from flagstream.errors import UserError
 
     model_dir, _ = linear_model

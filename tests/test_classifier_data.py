@@ -19,7 +19,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def corpus():
-    from flagstream.classifier.data import load_corpus
+    from flagstream.classifier.data.corpus import load_corpus
 
     return load_corpus(DATA_DIR)
 
@@ -34,7 +34,7 @@ def test_schema_and_label_values(corpus):
 
 
 def test_every_trained_source_is_loaded_and_mapped(corpus):
-    from flagstream.classifier.sources import SOURCES
+    from flagstream.classifier.data.sources import SOURCES
 
     present = set(corpus["source"])
     for s in SOURCES:
@@ -76,7 +76,7 @@ def test_splits_are_leak_free_by_group_and_by_duplicate(corpus):
 
 
 def test_isis_hand_labels_apply_and_rule_rows_are_weak(corpus):
-    from flagstream.classifier.data import load_hand_labels
+    from flagstream.classifier.data.corpus import load_hand_labels
 
     hand = load_hand_labels()
     assert len(hand) >= 200

@@ -9,10 +9,10 @@ import pytest
 
 datasets = pytest.importorskip("datasets")
 
-from flagstream.classifier.evaluate import evaluate_split  # noqa: E402
-from flagstream.classifier.loso import loso, loso_f1_difference  # noqa: E402
-from flagstream.classifier.plots import plot_curves  # noqa: E402
-from flagstream.classifier.report import markdown_report, verdict, write_report  # noqa: E402
+from flagstream.classifier.evaluation.evaluate import evaluate_split  # noqa: E402
+from flagstream.classifier.evaluation.loso import loso, loso_f1_difference  # noqa: E402
+from flagstream.classifier.evaluation.plots import plot_curves  # noqa: E402
+from flagstream.classifier.evaluation.report import markdown_report, verdict, write_report  # noqa: E402
 
 
 def _corpus(n_per: int = 40) -> "datasets.Dataset":
@@ -102,7 +102,7 @@ def test_model_card_from_the_template_has_the_shipped_cards_structure():
     """The template reproduces the committed 1.4.0 card's sections, in order, filled with the manifest's numbers."""
     from pathlib import Path
 
-    from flagstream.classifier.card import model_card
+    from flagstream.classifier.evaluation.card import model_card
     from flagstream.classifier.manifest import read_manifest
 
     model = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm"

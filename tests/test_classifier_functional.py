@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flagstream.classifier.card import replace_section
-from flagstream.classifier.functional.build import CASES, LANGS, build, dumps, fill, load_templates
-from flagstream.classifier.functional.suite import FUNCTIONAL_HEADING, load_cases, markdown_summary, run_suite
+from flagstream.classifier.evaluation.card import replace_section
+from flagstream.classifier.evaluation.functional.build import CASES, LANGS, build, dumps, fill, load_templates
+from flagstream.classifier.evaluation.functional.suite import FUNCTIONAL_HEADING, load_cases, markdown_summary, run_suite
 from flagstream.classifier.labels import LABELS
-from flagstream.classifier.scoring import load_scorer
+from flagstream.classifier.inference.scoring import load_scorer
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "flagstream-minilm"
@@ -24,7 +24,7 @@ MODEL = ROOT / "models" / "flagstream-minilm"
 
 def test_committed_cases_are_exactly_what_the_templates_generate():
     assert CASES.read_text(encoding="utf-8") == dumps(build(load_templates())), \
-        "cases.jsonl is stale: run python -m flagstream.classifier.functional.build"
+        "cases.jsonl is stale: run python -m flagstream.classifier.evaluation.functional.build"
 
 
 def test_every_functionality_is_tested_in_every_language_with_its_expected_labels():

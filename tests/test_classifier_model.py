@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flagstream.classifier.manifest import ModelDirError, read_manifest
-from flagstream.classifier.scoring import load_scorer
+from flagstream.classifier.inference.scoring import load_scorer
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm"
 
@@ -47,7 +47,7 @@ def test_default_model_scores_in_input_order(scorer):
 
 
 def test_default_model_load_model_is_plain_fp32_eval(scorer):
-    from flagstream.classifier.transformer import load_model
+    from flagstream.classifier.inference.transformer import load_model
 
     model, tok = load_model(read_manifest(MODEL))
     assert not model.training
@@ -105,7 +105,7 @@ def test_shipped_model_scores_match_the_recorded_scores():
     s = load_scorer(MODEL, precision="fp32")
     probs = s.score([posts[r["id"]] for r in ref["rows"]])
     expected = np.array([r["scores"] for r in ref["rows"]], dtype=np.float64)
-    from flagstream.classifier.scoring import flagged_labels
+    from flagstream.classifier.inference.scoring import flagged_labels
 
     assert [flagged_labels(p, s.info) for p in probs] == [r["flags"] for r in ref["rows"]]
     assert sum(bool(r["flags"]) for r in ref["rows"]) >= 5  # the sample has flagged posts, not only clean ones
@@ -116,8 +116,8 @@ def test_calibration_and_serving_run_the_same_engine_and_formula(scorer):
     """What calibration fits temperatures on (predict_logits) is what the stream serves (scorer.score)."""
     from flagstream.classifier.interface import probabilities
     from flagstream.classifier.normalize import normalize_text
-    from flagstream.classifier.runtime import predict_logits
-    from flagstream.classifier.transformer import load_model
+    from flagstream.classifier.inference.runtime import predict_logits
+    from flagstream.classifier.inference.transformer import load_model
 
     texts = list(_sample_posts().values())
     model, tok = load_model(read_manifest(MODEL))

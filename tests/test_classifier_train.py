@@ -8,8 +8,8 @@ import pytest
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
 
-from flagstream.classifier.scoring import load_scorer  # noqa: E402
-from flagstream.classifier.train import TrainConfig, Trainer, make_batches  # noqa: E402
+from flagstream.classifier.inference.scoring import load_scorer  # noqa: E402
+from flagstream.classifier.training.train import TrainConfig, Trainer, make_batches  # noqa: E402
 
 
 def _tiny() -> "datasets.Dataset":
@@ -24,12 +24,12 @@ def _tiny() -> "datasets.Dataset":
 
 
 def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
-    from flagstream.classifier.fit import fit_and_save
+    from flagstream.classifier.training.fit import fit_and_save
 
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1")
     assert summary["training"]["steps"] == 3
-    from flagstream.classifier.runtime import native_bf16
+    from flagstream.classifier.inference.runtime import native_bf16
 
     # bf16 autocast only where the CPU has it: emulated bf16 trains several times slower than fp32
     assert summary["training"]["precision"] == ("bf16 autocast" if native_bf16() else "fp32")
@@ -43,8 +43,8 @@ def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
-    from flagstream.classifier.data import targets
-    from flagstream.classifier.transformer import load_base
+    from flagstream.classifier.data.corpus import targets
+    from flagstream.classifier.inference.transformer import load_base
 
     ds = _tiny()
     cfg = TrainConfig(max_steps=4, batch_size=8, max_length=16, checkpoint_every=2)
@@ -78,7 +78,7 @@ def test_batches_are_deterministic_and_cover_every_row():
 
 
 def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
-    from flagstream.classifier.train import lr_lambdas
+    from flagstream.classifier.training.train import lr_lambdas
 
     body, body_nd, head = lr_lambdas(1000, 0.1, 100)
     assert body is body_nd
@@ -91,8 +91,8 @@ def test_lp_ft_schedule_fits_the_head_before_the_encoder_moves():
 
 def test_another_training_seed_keeps_the_data_split(monkeypatch, tmp_path):
     """--seed changes initialisation and batch order, never which rows are held out (else the test set leaks)."""
-    from flagstream.classifier import data as classifier_data
-    from flagstream.classifier.splits import SPLIT_SEED
+    from flagstream.classifier.data import corpus as classifier_data
+    from flagstream.classifier.data.splits import SPLIT_SEED
     from flagstream.cli import build_parser
     from flagstream.commands import train as train_cmd
 
@@ -116,8 +116,8 @@ def test_each_base_gets_its_own_recipe_defaults_and_flags_still_win():
     """`flagstream train --base me5` alone reproduces the shipped me5 recipe; MiniLM keeps TrainConfig's."""
     import argparse
 
-    from flagstream.classifier.e5.model import RECIPE
-    from flagstream.classifier.train import TrainConfig
+    from flagstream.classifier.bases.e5.model import RECIPE
+    from flagstream.classifier.training.train import TrainConfig
     from flagstream.commands.train import add_parser, train_config_from_args
 
     parser = argparse.ArgumentParser()
@@ -135,10 +135,10 @@ def test_each_base_gets_its_own_recipe_defaults_and_flags_still_win():
 
 
 def test_loso_folds_train_with_the_same_recipe_as_the_shipped_model():
-    """A LOSO figure for me5 is only worth reporting if its folds were trained the shipped way (classifier.bases)."""
-    from flagstream.classifier import bases
-    from flagstream.classifier.e5.model import RECIPE
-    from flagstream.classifier.train import TrainConfig
+    """A LOSO figure for me5 is only worth reporting if its folds were trained the shipped way (flagstream.classifier.bases.registry)."""
+    from flagstream.classifier.bases import registry as bases
+    from flagstream.classifier.bases.e5.model import RECIPE
+    from flagstream.classifier.training.train import TrainConfig
 
     fold = bases.train_config("me5", max_steps=400, seed=13, lr=None)
     assert (fold.max_steps, fold.max_length, fold.lr) == (400, RECIPE["max_length"], RECIPE["lr"])  # None = keep

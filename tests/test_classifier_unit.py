@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from flagstream.classifier.calibration import (
+from flagstream.classifier.training.calibration import (
     expected_calibration_error,
     fit_temperature,
     threshold_for_best_f1,
@@ -15,10 +15,10 @@ from flagstream.classifier.calibration import (
     threshold_for_precision,
     threshold_for_recall,
 )
-from flagstream.classifier.data import dedupe, guess_lang, text_hash
+from flagstream.classifier.data.corpus import dedupe, guess_lang, text_hash
 from flagstream.classifier.normalize import dedup_key, normalize_text
-from flagstream.classifier.sources import HARD_NEGATIVE_SOURCES, SOURCES, isis_rule, mapping_table
-from flagstream.classifier.splits import assign_split, leave_one_source_out, split_column
+from flagstream.classifier.data.sources import HARD_NEGATIVE_SOURCES, SOURCES, isis_rule, mapping_table
+from flagstream.classifier.data.splits import assign_split, leave_one_source_out, split_column
 
 
 def test_normalize_masks_urls_handles_entities_and_retweet_prefix():
@@ -158,7 +158,7 @@ def test_temperature_scaling_reduces_calibration_error_of_overconfident_logits()
 
 def test_masked_bce_ignores_missing_labels():
     torch = pytest.importorskip("torch")
-    from flagstream.classifier.train import masked_bce
+    from flagstream.classifier.training.train import masked_bce
 
     logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
     y = torch.tensor([[1.0, float("nan")], [0.0, float("nan")]])
@@ -183,7 +183,7 @@ def test_recall_matched_and_best_f1_thresholds():
 
 
 def test_target_precision_is_one_number_or_one_per_label():
-    from flagstream.classifier.fit import parse_targets
+    from flagstream.classifier.training.fit import parse_targets
     from flagstream.errors import UserError
 
     assert parse_targets("0.9") == {"propaganda": 0.9, "sectarian": 0.9}

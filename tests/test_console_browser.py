@@ -20,8 +20,8 @@ from tests.support.kafka import post_bytes, produce, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread, ROOT as PROJECT_ROOT
 
-from flagstream.streaming.broker import free_port
-from flagstream.streaming.schemas import Decision, parse_decision
+from flagstream.streaming.kafka.broker import free_port
+from flagstream.contract.posts import Decision, parse_decision
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,7 +13,7 @@ from tests.support.kafka import create_topics, produce, produce_posts, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread, run_cli
 
-from flagstream.streaming.schemas import Decision, ReviewRef, decision_record, parse_decision, read_dead_letter
+from flagstream.contract.posts import Decision, ReviewRef, decision_record, parse_decision, read_dead_letter
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -120,8 +120,8 @@ def test_decide_cli_errors_are_one_line(topics):
 
 def test_bad_decision_records_go_to_the_dlq_on_read(topics):
     from flagstream.config import load_settings
-    from flagstream.streaming.clients import make_consumer, make_producer
-    from flagstream.streaming.decisions import read_decisions
+    from flagstream.streaming.kafka.clients import make_consumer, make_producer
+    from flagstream.streaming.ops.decisions import read_decisions
 
     decisions = topics.posts + ".decisions"
     create_topics(topics.bootstrap, [decisions], 1)

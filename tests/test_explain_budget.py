@@ -1,4 +1,4 @@
-"""The explanation budget (streaming/annotate.py): spans spend idle time plus a share of working time.
+"""The explanation budget (streaming/loop/annotate.py): spans spend idle time plus a share of working time.
 
 Occlusion costs ~30 forward passes per flagged post; under a backlog, explaining every flagged post halved the
 stream (bench/RESULTS.md). These tests drive the annotator with a fake clock in which each explained post costs a
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from tests.support.model import PROPAGANDA_TEXT
 
-from flagstream.streaming.annotate import ExplainBudget, ReviewAnnotator
+from flagstream.streaming.loop.annotate import ExplainBudget, ReviewAnnotator
 
 COST_S = 0.5  # fake seconds per explained post
 
@@ -25,7 +25,7 @@ class _Clock:
 
 @pytest.fixture
 def annotator(linear_model_dir):
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
 
     scorer = load_scorer(linear_model_dir)
     clock = _Clock()
@@ -35,7 +35,7 @@ def annotator(linear_model_dir):
     real_explain = ann._explain
 
     def timed(flagged, out):  # each explained post advances the fake clock by COST_S
-        import flagstream.streaming.annotate as mod
+        import flagstream.streaming.loop.annotate as mod
 
         orig = mod.explain
 
@@ -106,7 +106,7 @@ def test_the_console_says_why_a_post_has_no_highlighted_words():
     from types import SimpleNamespace
 
     from flagstream.config import load_settings
-    from flagstream.streaming.console.state import ReviewState
+    from flagstream.streaming.ops.console.state import ReviewState
 
     s = load_settings(None, {"review_topic": "rv", "decisions_topic": "dc"}, environ={})
     state = ReviewState(s, consumer=None, producer=None)
@@ -122,7 +122,7 @@ def test_the_console_says_why_a_post_has_no_highlighted_words():
 def test_a_batch_spends_at_most_explain_max_batch_s_and_never_a_quarter_of_the_poll_interval(linear_model_dir):
     """Spans run before their batch's review records go out (latency), and a batch that outlasts
     max_poll_interval_ms gets the member evicted and the batch re-read (duplicates)."""
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.config import load_settings
 
     scorer = load_scorer(linear_model_dir)
@@ -139,13 +139,13 @@ def test_a_batch_past_half_the_poll_interval_is_warned_about_with_the_settings_t
     import logging
 
     from flagstream.config import load_settings
-    from flagstream.streaming.pipeline import Pipeline
+    from flagstream.streaming.loop.pipeline import Pipeline
 
     clock = _Clock()
     pipe = Pipeline(load_settings(None, {"max_poll_interval_ms": 4000, "batch_size": 8}, environ={}))
     pipe._process = lambda records: setattr(clock, "now", clock.now + 1.5 * len(records))  # fake work
     pipe._clock = clock
-    with caplog.at_level(logging.WARNING, logger="flagstream.streaming.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="flagstream.streaming.loop.pipeline"):
         pipe._paced([object()], waited_s=0.0)  # 1.5 s of 4 s: fine
         assert not caplog.records
         pipe._paced([object(), object()], waited_s=0.0)  # 3 s of 4 s: warned

@@ -13,11 +13,11 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from flagstream.classifier.data import DECISIONS_SOURCE, read_decision_rows, with_decisions
+from flagstream.classifier.data.corpus import DECISIONS_SOURCE, read_decision_rows, with_decisions
 from flagstream.errors import UserError
-from flagstream.streaming.audit import mark_audit
-from flagstream.streaming.decisions import Reviewed, build_decision
-from flagstream.streaming.schemas import Post, ReviewRef, Source, decision_record, review_record
+from flagstream.streaming.loop.audit import mark_audit
+from flagstream.streaming.ops.decisions import Reviewed, build_decision
+from flagstream.contract.posts import Post, ReviewRef, Source, decision_record, review_record
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_export_decisions_from_the_topics(broker, tmp_path):
 def _corpus():
     import datasets
 
-    from flagstream.classifier.data import load_corpus  # noqa: F401  (same features as the real loader)
+    from flagstream.classifier.data.corpus import load_corpus  # noqa: F401  (same features as the real loader)
 
     feats = datasets.Features({
         "text": datasets.Value("string"), "propaganda": datasets.Value("int8"), "sectarian": datasets.Value("int8"),

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from flagstream.streaming.broker import EmbeddedBroker, free_port
+from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from tests.support.audit import audit
 from tests.support.kafka import create_topics
 from tests.support.process import StreamProcess, assert_running

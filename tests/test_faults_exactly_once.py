@@ -8,7 +8,7 @@
   wakes up it exits with one line instead of writing.
 - Transaction waits are bounded: kafka-python waits on ``send_offsets_to_transaction`` and
   ``commit_transaction`` without a deadline; a stalled broker link ends in
-  :class:`~streaming.checkpoint.CheckpointTransactionTimeout` instead of a hang.
+  :class:`~flagstream.streaming.loop.checkpoint.CheckpointTransactionTimeout` instead of a hang.
 
 Duplicates must be 0. Tansu 0.6 (the test broker) does not report aborted transactions to
 ``read_committed`` readers, so an aborted transaction's records stay visible there: on such a broker
@@ -25,9 +25,9 @@ import time
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
-from flagstream.streaming.broker import EmbeddedBroker, free_port
-from flagstream.streaming.checkpoint import Checkpoint, CheckpointTransactionTimeout
-from flagstream.streaming.schemas import OutRecord
+from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
+from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointTransactionTimeout
+from flagstream.contract.posts import OutRecord
 from tests.support.audit import audit, wait_accounted
 from tests.support.kafka import broker_hides_aborted_records, post_bytes, produce
 from tests.support.model import BENIGN_TEXT
@@ -87,7 +87,7 @@ def test_restart_with_the_same_instance_id_releases_the_dead_members_open_transa
     leaves a transaction open (its process died between produce and commit). Verdicts written after
     it stay invisible to ``read_committed`` readers; a member started with another ``instance_id`` can't
     help, the restarted m1 aborts the dead transaction at start-up and everything becomes visible."""
-    from flagstream.streaming.recovery import transactional_id
+    from flagstream.streaming.kafka.lifecycle import transactional_id
 
     topics = TopicSet.unique(broker.bootstrap, linear_model_dir, "fence", partitions=1)
     settings = topics.settings(exactly_once=True, instance_id="m1", batch_size=8, batch_wait_ms=50)

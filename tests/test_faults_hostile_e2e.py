@@ -3,7 +3,7 @@
 A mix of good posts and every kind of bad record (arbitrary bytes, invalid UTF-8, a 10 MB
 message, deeply nested JSON, wrong types, control characters and bidi overrides, duplicate
 ids) is published. Every record must end up scored or dead-lettered with the error class the
-contract (``streaming.schemas.parse_post``) gives it, the process must stay up, and its memory
+contract (``flagstream.contract.posts.parse_post``) gives it, the process must stay up, and its memory
 must stay bounded.
 """
 
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from flagstream.streaming.broker import EmbeddedBroker
+from flagstream.streaming.kafka.broker import EmbeddedBroker
 from tests.support.audit import Audit, Collector, report, wait_until_seen
 from tests.support.kafka import read_all
 from tests.support.process import StreamProcess, assert_running, tail
@@ -80,7 +80,7 @@ def hostile_records(seed: int = 3) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.timeout(300)
 def test_hostile_input_end_to_end(tmp_path, linear_model_dir) -> None:
-    from flagstream.streaming.schemas import Post, parse_post, read_dead_letter
+    from flagstream.contract.posts import Post, parse_post, read_dead_letter
 
     logs = tmp_path / "logs"
     logs.mkdir()

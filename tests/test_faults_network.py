@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from flagstream.streaming.broker import EmbeddedBroker, free_port
+from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from tests.support.audit import Collector, audit, wait_until_seen, warm_up
 from tests.support.process import StreamProcess, assert_running, tail
 from tests.support.producer import PacedProducer

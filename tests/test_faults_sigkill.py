@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from flagstream.streaming.broker import EmbeddedBroker
+from flagstream.streaming.kafka.broker import EmbeddedBroker
 from tests.support.audit import Collector, audit, wait_until_seen, warm_up
 from tests.support.process import StreamProcess
 from tests.support.producer import PacedProducer

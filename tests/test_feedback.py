@@ -1,8 +1,8 @@
-"""The decisions-driven threshold estimator (classifier/feedback.py) against a known synthetic feed.
+"""The decisions-driven threshold estimator (classifier/feedback/thresholds.py) against a known synthetic feed.
 
 A synthetic feed whose truth is known exactly: positives score ~Beta(5, 2), negatives ~Beta(1, 6), 5%
 prevalence. Every post at or above the current threshold is decided (weight 1); below it an audit sample
-is decided with known probabilities (weight 1/pi), as streaming/audit.py draws it.
+is decided with known probabilities (weight 1/pi), as streaming/loop/audit.py draws it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flagstream.classifier.feedback import Evidence, Row, point_at, propose, propose_all, wilson
+from flagstream.classifier.feedback.thresholds import Evidence, Row, point_at, propose, propose_all, wilson
 
 CURRENT = 0.7
 

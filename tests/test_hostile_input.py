@@ -1,4 +1,4 @@
-"""Hostile input against the posts-topic contract (``streaming/schemas.py``), property-tested.
+"""Hostile input against the posts-topic contract (``flagstream/contract/posts.py``), property-tested.
 
 Whatever bytes arrive, :func:`parse_post` returns a :class:`Post` or a :class:`Rejection`
 (error class from a closed set + a one-line reason) and never raises; a rejected record's
@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-schemas = pytest.importorskip("flagstream.streaming.schemas", reason="streaming/schemas.py (issue 2) not present yet")
-from flagstream.streaming.schemas import (  # noqa: E402
+schemas = pytest.importorskip("flagstream.contract.posts", reason="flagstream/contract/posts.py (issue 2) not present yet")
+from flagstream.contract.posts import (  # noqa: E402
     ERROR_CLASSES,
     MAX_ID_CHARS,
     MAX_REASON_CHARS,
@@ -361,7 +361,7 @@ def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_mo
     forged = next(r for r in rows if r.get("id") == "forged")
     assert forged["extra"] == {"labels": [], "scores": {"propaganda": 0.0}, "error": "none", "model": "fake@1",
                                "row": 0, "extra": {"nested": True}}
-    from flagstream.classifier.scoring import flagged_labels, load_scorer
+    from flagstream.classifier.inference.scoring import flagged_labels, load_scorer
 
     scorer = load_scorer(linear_model_dir)
     assert forged["model"] == scorer.info.ref

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import flagstream.classifier.linear as linear
+import flagstream.classifier.inference.linear as linear
 from flagstream.classifier.manifest import ModelDirError, read_manifest
-from flagstream.classifier.scoring import flagged_labels, load_scorer
+from flagstream.classifier.inference.scoring import flagged_labels, load_scorer
 
 TEXTS = [
     "join the fighters and strike the enemies of the caliphate",
@@ -117,7 +117,7 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm
 
 
 def test_shipped_manifest_fingerprints_every_base_file_in_full() -> None:
-    from flagstream.classifier.transformer import base_dir
+    from flagstream.classifier.inference.transformer import base_dir
 
     extra = read_manifest(SHIPPED).extra
     files = extra["base_files"]
@@ -131,7 +131,7 @@ def test_shipped_manifest_fingerprints_every_base_file_in_full() -> None:
 @pytest.fixture()
 def base_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The packaged base, copied (its 90 MB weights symlinked, never written), as base_dir()."""
-    import flagstream.classifier.transformer as transformer
+    import flagstream.classifier.inference.transformer as transformer
 
     src = transformer.base_dir()
     dst = tmp_path / "base"
@@ -148,7 +148,7 @@ def base_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_changed_tokenizer_or_config_in_the_base_is_refused(base_copy: Path) -> None:
-    from flagstream.classifier.transformer import verify_base
+    from flagstream.classifier.inference.transformer import verify_base
 
     manifest = read_manifest(SHIPPED)
     verify_base(manifest)  # the copy is the base the model was trained on
@@ -168,7 +168,7 @@ def test_a_manifest_without_whole_base_fingerprints_is_refused(tmp_path: Path) -
     import json
     import shutil
 
-    from flagstream.classifier.transformer import verify_base
+    from flagstream.classifier.inference.transformer import verify_base
 
     legacy = tmp_path / "legacy"
     shutil.copytree(SHIPPED, legacy)

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxruntime")
 
-from flagstream.classifier import onnx_int8  # noqa: E402
-from flagstream.classifier.runtime import InferenceEngine  # noqa: E402
+from flagstream.classifier.inference import onnx_int8  # noqa: E402
+from flagstream.classifier.inference.runtime import InferenceEngine  # noqa: E402
 from flagstream.errors import UserError  # noqa: E402
 
 from tests.test_runtime import _texts, _tiny_model, tokenizer  # noqa: E402,F401
@@ -31,7 +31,7 @@ MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "flagstream-minilm"
 def test_int8_agrees_with_fp32_on_the_shipped_model_and_leaves_the_callers_model_alone(tokenizer):  # noqa: F811
     """The shipped weights (a random head would not say how int8 moves real scores), on varied texts."""
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.transformer import load_model
+    from flagstream.classifier.inference.transformer import load_model
 
     model, tok = load_model(read_manifest(MODEL_DIR))
     texts = _texts(200, seed=11) + [t for t in _sample_posts()][:200]

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from flagstream.streaming.broker import free_port
-from flagstream.streaming.review import format_pair, render_review
+from flagstream.streaming.kafka.broker import free_port
+from flagstream.streaming.ops.review import format_pair, render_review
 from tests.support.audit import wait_accounted
 from tests.support.kafka import create_topics, post_bytes, produce, read_all, unique
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
@@ -65,7 +65,7 @@ def test_stream_against_a_closed_port_logs_only_its_own_lines(linear_model_dir):
     assert lines[-1].startswith(f"flagstream stream: error: broker at {addr} unreachable after 3s"), lines
     records = _json_lines("\n".join(lines[:-1]))  # every other line is one JSON log record
     assert records[0]["msg"] == "pipeline starting"
-    assert {r["logger"] for r in records} <= {"flagstream.streaming.pipeline", "flagstream.streaming.clients"}, records
+    assert {r["logger"] for r in records} <= {"flagstream.streaming.loop.pipeline", "flagstream.streaming.kafka.clients"}, records
     assert all(r["msg"] == "broker unreachable, retrying" and r["level"] == "WARNING" for r in records[1:]), records
 
 
@@ -113,7 +113,7 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     base = unique("dlq")
     posts, dlq = f"{base}.posts", f"{base}.dlq"
     create_topics(broker.bootstrap, [posts, dlq], 2)
-    from flagstream.streaming.schemas import Rejection, Source, dead_letter_record
+    from flagstream.contract.posts import Rejection, Source, dead_letter_record
 
     def letter(key, value, error, part, off, failed_at, headers=None):
         r = dead_letter_record(key, value, headers, Rejection(error, f"{error} here"), Source(posts, part, off, 1000),
@@ -249,8 +249,8 @@ def _base_env() -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------
 def test_create_topics_auto_and_off_on_the_embedded_broker(broker):
     from flagstream.config import load_settings
-    from flagstream.streaming.clients import make_admin
-    from flagstream.streaming.topics import MissingTopics, creation_policy, ensure_topics
+    from flagstream.streaming.kafka.clients import make_admin
+    from flagstream.streaming.kafka.topics import MissingTopics, creation_policy, ensure_topics
 
     name = unique("ct")
     auto = load_settings(None, {"bootstrap_servers": broker.bootstrap}, environ={})
@@ -273,7 +273,7 @@ def test_progress_line_counts_and_rate(caplog):
     from collections import Counter
     from types import SimpleNamespace
 
-    from flagstream.streaming.progress import ProgressLog
+    from flagstream.streaming.loop.progress import ProgressLog
 
     now = [0.0]
     prog = ProgressLog(10.0, clock=lambda: now[0])

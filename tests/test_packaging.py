@@ -52,11 +52,11 @@ def test_wheel_installs_beside_a_module_named_streaming(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (work / "streaming.py").write_text("MARK = 'another library'\n", encoding="utf-8")
-    probe = ("import streaming, flagstream, flagstream.streaming.pipeline, flagstream.classifier.scoring, "
+    probe = ("import streaming, flagstream, flagstream.streaming.loop.pipeline, flagstream.classifier.inference.scoring, "
              "flagstream.cli; assert streaming.MARK == 'another library'; "
              "import os; assert os.path.dirname(flagstream.__file__).startswith(os.environ['SITE']), flagstream.__file__; "
              "from importlib import resources; "
-             "assert resources.files('flagstream.streaming.console').joinpath('static').is_dir(); print('ok')")
+             "assert resources.files('flagstream.streaming.ops.console').joinpath('static').is_dir(); print('ok')")
     out = subprocess.run([str(py), "-c", probe], cwd=work, capture_output=True, text=True, timeout=300,
                          env={"PATH": "/usr/bin:/bin", "SITE": str(site), "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -8,8 +8,8 @@ import time
 import pytest
 from kafka import KafkaAdminClient
 
-from flagstream.streaming.broker import EmbeddedBroker
-from flagstream.streaming.schemas import read_dead_letter
+from flagstream.streaming.kafka.broker import EmbeddedBroker
+from flagstream.contract.posts import read_dead_letter
 from tests.support.audit import duplicate_counts, source_offsets, wait_accounted
 from tests.support.kafka import post_bytes, produce, produce_posts, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
@@ -219,7 +219,7 @@ def test_consumers_split_partitions_and_survivors_finish(broker, linear_model_di
 
 
 def test_broker_unreachable_at_start_gives_up_with_one_line(topics, tmp_path):
-    from flagstream.streaming.broker import free_port
+    from flagstream.streaming.kafka.broker import free_port
 
     env = topics.env(bootstrap_servers=f"127.0.0.1:{free_port()}", startup_timeout_s=4, log_format="json")
     started = time.monotonic()
@@ -305,7 +305,7 @@ class _SlowScorer:
     """The linear test model, slowed to a transformer's pace, noting which thread scored each batch."""
 
     def __init__(self, model_dir, delay_s: float = 0.05) -> None:
-        from flagstream.classifier.scoring import load_scorer
+        from flagstream.classifier.inference.scoring import load_scorer
 
         self.inner = load_scorer(model_dir)
         self.info = self.inner.info

@@ -14,10 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flagstream.classifier.linear import LinearModel
-from flagstream.classifier.rescore import RescoreError, parse_shard, rescore_file, run_record_path
-from flagstream.classifier.rescore_io import JsonlOutput
-from flagstream.classifier.scoring import flagged_labels, load_scorer
+from flagstream.classifier.inference.linear import LinearModel
+from flagstream.classifier.archive.rescore import RescoreError, parse_shard, rescore_file, run_record_path
+from flagstream.classifier.archive.files import JsonlOutput
+from flagstream.classifier.inference.scoring import flagged_labels, load_scorer
 from flagstream.cli import main
 
 BAD = "join the fighters martyrdom operation glory to the army of the caliphate kill the enemies"
@@ -358,7 +358,7 @@ def test_resume_redoes_from_a_corrupt_line_in_the_middle(tmp_path, model_dir):
 
 
 def test_resume_parquet_after_crash(tmp_path, model_dir, monkeypatch):
-    import flagstream.classifier.rescore_io as rescore_io
+    import flagstream.classifier.archive.files as rescore_io
 
     monkeypatch.setattr(rescore_io, "PART_ROWS", 10)
     posts = _posts(45)

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from flagstream.classifier.runtime import InferenceEngine, native_bf16, resolve_precision  # noqa: E402
+from flagstream.classifier.inference.runtime import InferenceEngine, native_bf16, resolve_precision  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,4 +1,4 @@
-"""Message contracts (streaming.schemas): every rejection class, every output field."""
+"""Message contracts (flagstream.contract.posts): every rejection class, every output field."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagstream.streaming import schemas
-from flagstream.streaming.produce import iter_csv, iter_jsonl
-from flagstream.streaming.review import render_review, safe_text
-from flagstream.streaming.schemas import Post, Rejection, Source, parse_post
+from flagstream.contract import posts as schemas
+from flagstream.streaming.kafka.produce import iter_csv, iter_jsonl
+from flagstream.streaming.ops.review import render_review, safe_text
+from flagstream.contract.posts import Post, Rejection, Source, parse_post
 
 LIMITS = dict(max_text_chars=100, max_message_bytes=2048)
 

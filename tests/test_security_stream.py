@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from flagstream.streaming.broker import free_port
+from flagstream.streaming.kafka.broker import free_port
 from tests.support.process import ROOT
 from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, needs_stunnel, require_certs
 from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel

@@ -8,7 +8,7 @@ advertised broker) is TLS, verified against the test CA. Clients are configured 
 SASL: the embedded broker's own ``--authentication`` is used. What works and what doesn't with
 kafka-python is asserted or skipped with the exact reason (see test docstrings).
 
-Misconfiguration must fail fast with one line: :func:`streaming.security.ensure_transport`
+Misconfiguration must fail fast with one line: :func:`flagstream.streaming.kafka.security.ensure_transport`
 is checked against an untrusted CA, TLS to a plaintext port, an unsupported SASL mechanism,
 unknown credentials and a plaintext client on an authenticating broker.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from flagstream.config import Settings
-from flagstream.streaming.broker import broker_binary, free_port
-from flagstream.streaming.security import (
+from flagstream.streaming.kafka.broker import broker_binary, free_port
+from flagstream.streaming.kafka.security import (
     TransportSecurityError,
     check_transport,
     ensure_transport,

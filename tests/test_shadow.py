@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from flagstream.classifier.interface import ModelInfo
-from flagstream.classifier.scoring import load_scorer
-from flagstream.streaming import schemas
-from flagstream.streaming.checkpoint import RejectedOutput
-from flagstream.streaming.routing import Router
-from flagstream.streaming.shadow import Shadow
-from flagstream.streaming.steps import Batch
+from flagstream.classifier.inference.scoring import load_scorer
+from flagstream.contract import posts as schemas
+from flagstream.streaming.loop.checkpoint import RejectedOutput
+from flagstream.streaming.loop.routing import Router
+from flagstream.streaming.loop.shadow import Shadow
+from flagstream.streaming.loop.batch import Batch
 from tests.support.kafka import metric_value, post_bytes, produce, read_all
 from tests.support.model import post_text, thresholds_variant
 from tests.support.process import PipelineThread, run_cli
@@ -283,7 +283,7 @@ def test_bad_arguments_are_one_line(broker, linear_model_dir, tmp_path):
 def test_report_counts_each_post_once_per_pair_and_keeps_failures_apart():
     from datetime import datetime, timezone
 
-    from flagstream.streaming.shadow_report import read_window, summarize
+    from flagstream.streaming.ops.shadow_report import read_window, summarize
 
     thr = {"propaganda": 0.5, "sectarian": 0.5}
 

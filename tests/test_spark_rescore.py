@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flagstream.classifier.rescore import rescore_file
-from flagstream.classifier.rescore_rows import Limits
-from flagstream.classifier.scoring import load_scorer
+from flagstream.classifier.archive.rescore import rescore_file
+from flagstream.classifier.archive.rows import Limits
+from flagstream.classifier.inference.scoring import load_scorer
 from flagstream.cli import main
 from flagstream.config import load_settings
 
@@ -28,7 +28,7 @@ if shutil.which("java") is None:
                 allow_module_level=True)
 pyspark = pytest.importorskip("pyspark", reason="PySpark is not installed (pip install 'flagstream[spark]')")
 
-from flagstream.classifier.spark_rescore import (  # noqa: E402
+from flagstream.classifier.archive.spark import (  # noqa: E402
     ModelSpec,
     executor_scorer,
     rescore_spark,
@@ -180,7 +180,7 @@ def test_injected_task_failure_changes_nothing(tmp_path, spark, linear_model_dir
 def test_one_model_load_per_worker_process_with_one_torch_thread(spark, linear_model_dir):
     """Many tasks, two cores: each Python worker loads the model once and reuses it for later tasks."""
     from flagstream.classifier.manifest import MANIFEST_NAME, ModelDirError
-    from flagstream.classifier.spark_rescore import _ship
+    from flagstream.classifier.archive.spark import _ship
 
     sc = spark.sparkContext
     _ship(sc, Path(linear_model_dir).resolve())
@@ -192,7 +192,7 @@ def test_one_model_load_per_worker_process_with_one_torch_thread(spark, linear_m
         import torch
         from pyspark import TaskContext
 
-        from flagstream.classifier.spark_rescore import LOADS, executor_scorer  # the worker's own module state
+        from flagstream.classifier.archive.spark import LOADS, executor_scorer  # the worker's own module state
 
         scorer = executor_scorer(spec, TaskContext.get().cpus())
         loads = sum(1 for pid, h in LOADS if pid == os.getpid() and h == spec.manifest_sha256)
@@ -209,7 +209,7 @@ def test_one_model_load_per_worker_process_with_one_torch_thread(spark, linear_m
     wrong = ModelSpec(spec.shipped_name, "0" * 64)
 
     def refuse(_):
-        from flagstream.classifier.spark_rescore import executor_scorer
+        from flagstream.classifier.archive.spark import executor_scorer
 
         yield executor_scorer(wrong, 1).info.ref
 

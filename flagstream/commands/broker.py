@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from flagstream.errors import UserError
-    from flagstream.streaming.broker import BrokerError, EmbeddedBroker
+    from flagstream.streaming.kafka.broker import BrokerError, EmbeddedBroker
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port must be within 0..65535, got {args.port}")

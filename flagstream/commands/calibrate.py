@@ -6,9 +6,9 @@ new ``manifest.json``. Used when the precision target changes, e.g. when a label
 recall at the default target is too low to be of use to reviewers.
 
 ``--from-decisions`` re-picks thresholds for one feed from reviewers' decisions instead of validation
-data (issue 18): :mod:`streaming.feedback` reads the review and decisions topics into rows,
-:mod:`classifier.feedback` estimates precision/recall per label and feed and proposes thresholds (or
-refuses, saying how many more decisions it needs), :mod:`classifier.recalibrate` writes the new
+data (issue 18): :mod:`flagstream.streaming.ops.feedback` reads the review and decisions topics into rows,
+:mod:`flagstream.classifier.feedback.thresholds` estimates precision/recall per label and feed and proposes thresholds (or
+refuses, saying how many more decisions it needs), :mod:`flagstream.classifier.feedback.recalibrate` writes the new
 version and the report. Temperatures and weights are untouched. ``--watch SECONDS`` repeats that
 proposal periodically and writes each moved proposal as a new candidate version (:func:`watch`); it
 never swaps the served model.
@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from flagstream.classifier.calibration import THRESHOLD_POLICIES
+from flagstream.classifier.training.calibration import THRESHOLD_POLICIES
 from flagstream.errors import UserError
 from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags, require_train_extra, settings_from_args
 
@@ -66,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_from_decisions(args: argparse.Namespace) -> int:
     """Thresholds for one feed from the decisions topic; writes a new version only if one moved."""
-    from flagstream.classifier.feedback import Evidence
-    from flagstream.classifier.fit import parse_targets
+    from flagstream.classifier.feedback.thresholds import Evidence
+    from flagstream.classifier.training.fit import parse_targets
     from flagstream.classifier.manifest import ModelDirError, read_manifest
-    from flagstream.classifier.recalibrate import bump_version, write_recalibrated, write_report
+    from flagstream.classifier.feedback.recalibrate import bump_version, write_recalibrated, write_report
     from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
@@ -120,9 +120,9 @@ def run_from_decisions(args: argparse.Namespace) -> int:
 def _propose(settings: Any, manifest: Any, targets: dict[str, float], feed: str | None,
              evidence: Any) -> tuple[list[Any], dict[str, Any], str]:
     """Read the review and decisions topics, estimate, propose: (proposals, provenance, feed)."""
-    from flagstream.classifier.feedback import propose_all
-    from flagstream.streaming.clients import BrokerUnavailable
-    from flagstream.streaming.feedback import read_rows
+    from flagstream.classifier.feedback.thresholds import propose_all
+    from flagstream.streaming.kafka.clients import BrokerUnavailable
+    from flagstream.streaming.ops.feedback import read_rows
 
     try:
         joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
@@ -174,8 +174,8 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
     from kafka.errors import KafkaError
 
     from flagstream.classifier.manifest import ModelDirError
-    from flagstream.classifier.recalibrate import candidates, free_version, moved, write_recalibrated, write_report
-    from flagstream.streaming.schemas import now_iso
+    from flagstream.classifier.feedback.recalibrate import candidates, free_version, moved, write_recalibrated, write_report
+    from flagstream.contract.posts import now_iso
 
     parent = Path(args.output)
     if parent.exists() and not parent.is_dir():
@@ -227,8 +227,8 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
 
 def run_validation(args: argparse.Namespace) -> int:
     require_train_extra("calibrate")
-    from flagstream.classifier.assess import load
-    from flagstream.classifier.fit import parse_targets, recalibrate
+    from flagstream.classifier.evaluation.assess import load
+    from flagstream.classifier.training.fit import parse_targets, recalibrate
     from flagstream.classifier.manifest import read_manifest
 
     settings = settings_from_args(args)

@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.console.app import is_loopback
+    from flagstream.streaming.ops.console.app import is_loopback
     from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("FLAGSTREAM_CONSOLE_TOKEN is shorter than 16 characters; use a long random token")
     if not args.reviewer.strip():
         raise UserError("--reviewer must be a non-empty opaque id")
-    from flagstream.streaming.console.serve import serve_console
+    from flagstream.streaming.ops.console.serve import serve_console
 
     serve_console(settings, args.reviewer, token)
     print("console stopped", file=sys.stderr, flush=True)

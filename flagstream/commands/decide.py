@@ -1,6 +1,6 @@
 """``flagstream decide ID --reject sectarian --confirm propaganda``: one reviewer decision from the shell.
 
-The same record the review console writes (built by :mod:`streaming.decisions`), so scripts and tests
+The same record the review console writes (built by :mod:`flagstream.streaming.ops.decisions`), so scripts and tests
 can decide without a browser. The post's review record is looked up on the review topic to fill in the
 model, thresholds and review offset that flagged it.
 """
@@ -56,10 +56,10 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
-    from flagstream.streaming.decisions import build_decision, find_reviews, write_decision
+    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+    from flagstream.streaming.ops.decisions import build_decision, find_reviews, write_decision
     from flagstream.streaming.logs import setup_logging
-    from flagstream.streaming.topics import ensure_topics
+    from flagstream.streaming.kafka.topics import ensure_topics
 
     verdicts = verdicts_from(args)
     if not args.reviewer.strip():

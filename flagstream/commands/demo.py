@@ -21,7 +21,7 @@ from flagstream.config import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from flagstream.config import Settings
-    from flagstream.streaming.schemas import DeadLetter
+    from flagstream.contract.posts import DeadLetter
 
 SAMPLE = PROJECT_ROOT / "examples" / "sample_posts.jsonl"
 
@@ -44,16 +44,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.broker import BrokerError, EmbeddedBroker
-    from flagstream.streaming.clients import make_admin, make_consumer, make_producer
+    from flagstream.streaming.kafka.broker import BrokerError, EmbeddedBroker
+    from flagstream.streaming.kafka.clients import make_admin, make_consumer, make_producer
     from flagstream.streaming.logs import setup_logging
-    from flagstream.streaming.pipeline import Pipeline
-    from flagstream.streaming.produce import publish, read_records
-    from flagstream.streaming.review import decode, iter_topic, render_review
-    from flagstream.streaming.topics import ensure_topics
+    from flagstream.streaming.loop.pipeline import Pipeline
+    from flagstream.streaming.kafka.produce import publish, read_records
+    from flagstream.streaming.ops.review import decode, iter_topic, render_review
+    from flagstream.streaming.kafka.topics import ensure_topics
 
     t_start = time.monotonic()
     records = list(read_records(args.file))
@@ -170,8 +170,8 @@ def _serve_console(settings: "Settings") -> None:
     """The review console on the demo's broker (the configured port, or a free one if it is taken)."""
     import socket
 
-    from flagstream.streaming.console.serve import serve_console
-    from flagstream.streaming.broker import free_port
+    from flagstream.streaming.ops.console.serve import serve_console
+    from flagstream.streaming.kafka.broker import free_port
 
     port = settings.console_port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -187,9 +187,9 @@ def _serve_console(settings: "Settings") -> None:
 
 def _account(settings: "Settings") -> tuple[int, list[dict], list["DeadLetter"]]:
     """(records accounted for, verdicts, dead letters), counting each source offset once."""
-    from flagstream.streaming.clients import make_consumer
-    from flagstream.streaming.review import decode, iter_topic
-    from flagstream.streaming.schemas import read_dead_letter
+    from flagstream.streaming.kafka.clients import make_consumer
+    from flagstream.streaming.ops.review import decode, iter_topic
+    from flagstream.contract.posts import read_dead_letter
 
     seen: set[tuple[int, int]] = set()
     verdicts: dict[tuple[int, int], dict] = {}

@@ -17,7 +17,7 @@ def _add_filters(p: argparse.ArgumentParser, sub: bool) -> None:
     # On the subcommands the defaults are SUPPRESS, so a filter given before the subcommand name
     # (``flagstream dlq --reason x replay``) is not overwritten by the subcommand's default.
     d = (lambda v: argparse.SUPPRESS) if sub else (lambda v: v)
-    from flagstream.streaming.schemas import ERROR_CLASSES
+    from flagstream.contract.posts import ERROR_CLASSES
 
     p.add_argument("--reason", dest="reasons", action="append", default=d(None), metavar="CLASS",
                    choices=sorted(ERROR_CLASSES), help="only this error class (repeatable): " + ", ".join(ERROR_CLASSES))
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _filter(args: argparse.Namespace) -> Any:
     from flagstream.errors import UserError
-    from flagstream.streaming.dlq import DlqFilter, parse_time
+    from flagstream.streaming.ops.dlq import DlqFilter, parse_time
 
     flt = DlqFilter(reasons=set(getattr(args, "reasons", None) or ()),
                     source_partitions=set(getattr(args, "source_partitions", None) or ()))
@@ -93,10 +93,10 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_producer, one_shot_consumer, retry_until
-    from flagstream.streaming.dlq import already_replayed, render_entry, replay, select
+    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_producer, one_shot_consumer, retry_until
+    from flagstream.streaming.ops.dlq import already_replayed, render_entry, replay, select
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
-    from flagstream.streaming.review import iter_topic
+    from flagstream.streaming.ops.review import iter_topic
 
     action = getattr(args, "action", None) or "list"
     max_records = getattr(args, "max_records", None)

@@ -4,7 +4,7 @@ Per label, per source and per language: precision, recall, F1, PR-AUC, false-pos
 negatives and on Arabic negatives, ECE; PR-curve and calibration PNGs; leave-one-source-out for the
 transformer (a shorter schedule, ``--loso-steps``) and the baseline. Writes ``report.md`` and
 ``report.json`` under ``--output``. ``--functional`` runs only the functional test suite (templated cases,
-no data needed). The work is :mod:`classifier.assess`; this module maps flags and prints.
+no data needed). The work is :mod:`flagstream.classifier.evaluation.assess`; this module maps flags and prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-from flagstream.classifier.bases import BASES
+from flagstream.classifier.bases.registry import BASES
 from flagstream.config import PROJECT_ROOT
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
 
@@ -46,13 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     require_train_extra("evaluate")
-    from flagstream.classifier import assess
-    from flagstream.classifier.data import report_markdown
-    from flagstream.classifier.fit import parse_targets
+    from flagstream.classifier.evaluation import assess
+    from flagstream.classifier.data.corpus import report_markdown
+    from flagstream.classifier.training.fit import parse_targets
     from flagstream.classifier.labels import LABELS
-    from flagstream.classifier.e5.model import is_me5
+    from flagstream.classifier.bases.e5.model import is_me5
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.metrics import fmt
+    from flagstream.classifier.evaluation.measures import fmt
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {md}")
         return 0
     if args.functional:
-        from flagstream.classifier.functional.suite import markdown_summary
+        from flagstream.classifier.evaluation.functional.suite import markdown_summary
 
         functional, md, card = assess.functional(model_dir, out_dir, write_card=args.write_card)
         print(markdown_summary(functional))

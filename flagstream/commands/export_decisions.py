@@ -27,8 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.labels import LABELS
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable
-    from flagstream.streaming.feedback import export_rows, read_topics
+    from flagstream.streaming.kafka.clients import BrokerUnavailable
+    from flagstream.streaming.ops.feedback import export_rows, read_topics
     from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)

@@ -24,10 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import BrokerUnavailable, make_admin, make_producer, retry_until
+    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_producer, retry_until
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
-    from flagstream.streaming.produce import publish, read_records
-    from flagstream.streaming.topics import ensure_topics
+    from flagstream.streaming.kafka.produce import publish, read_records
+    from flagstream.streaming.kafka.topics import ensure_topics
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))

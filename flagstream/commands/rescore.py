@@ -3,12 +3,12 @@
 JSONL, CSV or Parquet in (``id``, ``text``; other columns kept), JSONL or Parquet out (by extension),
 one row per input row in input order with ``id``, ``row``, ``model``, ``scores`` and ``labels`` (or
 ``error`` and ``reason``), the post's optional fields and ``extra`` (its other fields, nested). Rows are
-judged by the stream's post contract (:mod:`streaming.schemas`). Exit 0 when at least one row was scored,
+judged by the stream's post contract (:mod:`flagstream.contract.posts`). Exit 0 when at least one row was scored,
 1 when every row failed, 2 on a usage error (one line, checked before the model loads).
-The model is opened through :func:`classifier.scoring.load_scorer`, exactly as ``flagstream stream``
-opens it, so a post gets the same scores in batch and in streaming. See :mod:`classifier.rescore`.
+The model is opened through :func:`flagstream.classifier.inference.scoring.load_scorer`, exactly as ``flagstream stream``
+opens it, so a post gets the same scores in batch and in streaming. See :mod:`flagstream.classifier.archive.rescore`.
 
-``--engine spark`` runs the same row contract on Apache Spark (:mod:`classifier.spark_rescore`):
+``--engine spark`` runs the same row contract on Apache Spark (:mod:`flagstream.classifier.archive.spark`):
 Parquet or JSONL in (a file, a directory of part files or a glob), a directory of Parquet part files out.
 """
 
@@ -48,9 +48,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flagstream.classifier.rescore import RescoreError, execute, parse_shard, plan_run
-    from flagstream.classifier.rescore_rows import Limits
-    from flagstream.classifier.scoring import load_scorer
+    from flagstream.classifier.archive.rescore import RescoreError, execute, parse_shard, plan_run
+    from flagstream.classifier.archive.rows import Limits
+    from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
@@ -86,14 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_spark(args: argparse.Namespace, settings) -> int:
-    from flagstream.classifier.rescore import RescoreError
-    from flagstream.classifier.rescore_rows import Limits
+    from flagstream.classifier.archive.rescore import RescoreError
+    from flagstream.classifier.archive.rows import Limits
 
     if args.resume or args.shard:
         raise UserError("--resume and --shard are for --engine local; Spark splits the work and commits whole "
                         "tasks, so a failed Spark run is rerun instead")
     try:
-        from flagstream.classifier.spark_rescore import rescore_spark
+        from flagstream.classifier.archive.spark import rescore_spark
     except ImportError:
         raise UserError("--engine spark needs PySpark: pip install 'flagstream[spark]' (and Java 17)") from None
     try:

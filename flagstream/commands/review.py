@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import one_shot_consumer
+    from flagstream.streaming.kafka.clients import one_shot_consumer
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
-    from flagstream.streaming.review import ReaderPosition, decode, iter_topic, record_kind, render_record
+    from flagstream.streaming.ops.review import ReaderPosition, decode, iter_topic, record_kind, render_record
 
     if args.max_records is not None and args.max_records < 1:
         raise UserError("--max must be a positive number")

@@ -40,8 +40,8 @@ def _pct(x: float) -> str:
 
 
 def render(report: Any, topic: str, texts: dict[tuple[str, int, int], str | None] | None) -> str:
-    from flagstream.streaming.review import format_pair, safe_text
-    from flagstream.streaming.shadow_report import ALL_FEEDS, ANY
+    from flagstream.streaming.ops.review import format_pair, safe_text
+    from flagstream.streaming.ops.shadow_report import ALL_FEEDS, ANY
 
     lines = [f"shadow topic {topic}: {report.records} records read ({report.duplicates} redelivered, counted once; "
              f"{report.invalid} not shadow records)"]
@@ -83,11 +83,11 @@ def render(report: Any, topic: str, texts: dict[tuple[str, int, int], str | None
 def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.clients import one_shot_consumer
-    from flagstream.streaming.dlq import parse_time
+    from flagstream.streaming.kafka.clients import one_shot_consumer
+    from flagstream.streaming.ops.dlq import parse_time
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
-    from flagstream.streaming.review import iter_topic
-    from flagstream.streaming.shadow_report import fetch_texts, read_window, summarize
+    from flagstream.streaming.ops.review import iter_topic
+    from flagstream.streaming.ops.shadow_report import fetch_texts, read_window, summarize
 
     if args.max_records is not None and args.max_records < 1:
         raise UserError("--max-records must be a positive number")

@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flagstream.streaming.logs import setup_logging
-    from flagstream.streaming.pipeline import Pipeline, install_signal_handlers
+    from flagstream.streaming.loop.pipeline import Pipeline, install_signal_handlers
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)

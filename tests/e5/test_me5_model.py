@@ -13,12 +13,12 @@ from tests.test_classifier_train import _tiny  # noqa: E402
 
 
 def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
-    from flagstream.classifier.e5.model import ADAPTER_FILE
+    from flagstream.classifier.bases.e5.model import ADAPTER_FILE
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.scoring import load_scorer
-    from flagstream.classifier.runtime import predict_logits
-    from flagstream.classifier.train import TrainConfig
-    from flagstream.classifier.fit import fit_and_save
+    from flagstream.classifier.inference.scoring import load_scorer
+    from flagstream.classifier.inference.runtime import predict_logits
+    from flagstream.classifier.training.train import TrainConfig
+    from flagstream.classifier.training.fit import fit_and_save
 
     cfg = TrainConfig(max_steps=3, batch_size=8, max_length=16, checkpoint_every=2, lr=3e-3)
     summary = fit_and_save(_tiny(), cfg, tmp_path / "model", tmp_path / "run", progress=False, version="0.0.1",
@@ -34,7 +34,7 @@ def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
     probs = scorer.score(texts)
     assert probs.shape == (4, 2) and np.isfinite(probs).all()
     # the merged plain BertModel equals the trained LoRA model: retrain-free reload gives identical logits
-    from flagstream.classifier.e5.model import load_model
+    from flagstream.classifier.bases.e5.model import load_model
 
     m2, tok2 = load_model(manifest)
     z2 = predict_logits(m2, tok2, texts[:3], 16)
@@ -54,7 +54,7 @@ def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
 
 def test_merge_equals_lora_forward(e5_base_dir):
     """Merging B@A*alpha/r into the base weights reproduces the adapter model's output (fp32, eval)."""
-    from flagstream.classifier.e5.model import load_base, merge_adapter, trainable_state, _plain_encoder
+    from flagstream.classifier.bases.e5.model import load_base, merge_adapter, trainable_state, _plain_encoder
 
     model, tok = load_base(2, seed=1, rank=4)
     with torch.no_grad():
@@ -67,7 +67,7 @@ def test_merge_equals_lora_forward(e5_base_dir):
         want = model(**enc).logits
         plain = _plain_encoder()
         merge_adapter(plain, trainable_state(model), 8 / 4)
-        from flagstream.classifier.transformer import MultiLabelEncoder
+        from flagstream.classifier.inference.transformer import MultiLabelEncoder
 
         merged = MultiLabelEncoder(plain, 2)
         merged.head.load_state_dict(model.head.state_dict())
@@ -79,7 +79,7 @@ def test_merge_equals_lora_forward(e5_base_dir):
 def test_only_the_top_layers_train(e5_base_dir):
     """Backpropagation stops at the lowest trained layer: embeddings and lower layers have no trainable tensor,
     and a backward pass leaves them without gradients (that is what makes a step cheap)."""
-    from flagstream.classifier.e5.model import TRAIN_LAYERS, load_base
+    from flagstream.classifier.bases.e5.model import TRAIN_LAYERS, load_base
 
     model, tok = load_base(2, seed=1, rank=4)
     trainable = [n for n, p in model.encoder.named_parameters() if p.requires_grad]

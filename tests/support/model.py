@@ -1,7 +1,7 @@
 """The one synthetic corpus and the one small, real model trained on it at test time.
 
 :func:`train_linear_model` fits the project's own TF-IDF + logistic-regression model
-(:class:`classifier.linear.LinearModel`, saved with manifest and safetensors) in about two seconds:
+(:class:`flagstream.classifier.inference.linear.LinearModel`, saved with manifest and safetensors) in about two seconds:
 no hard-coded verdicts, no downloads. :data:`PROPAGANDA_TEXT` / :data:`SECTARIAN_TEXT` /
 :data:`BENIGN_TEXT` score far on the expected side of its 0.5 thresholds; :func:`post_text` draws
 stream posts from the same templates, so about a third of a paced stream is flagged.
@@ -65,7 +65,7 @@ def training_corpus() -> tuple[list[str], np.ndarray]:
 
 def train_linear_model(root: Path, name: str = "test-linear", version: str = "0.0.1") -> Path:
     """Train and save the test model into ``root``; returns ``root``."""
-    from flagstream.classifier.linear import LinearModel
+    from flagstream.classifier.inference.linear import LinearModel
 
     texts, y = training_corpus()
     model = LinearModel.fit(texts, y, labels=("propaganda", "sectarian"))
@@ -88,7 +88,7 @@ def thresholds_variant(src: Path, out: Path, version: str, thresholds: dict[str,
     """A new model version of ``src`` that differs only in its thresholds, written the way
     ``flagstream calibrate --from-decisions`` writes one (same weight files, bumped version)."""
     from flagstream.classifier.manifest import read_manifest
-    from flagstream.classifier.recalibrate import write_recalibrated
+    from flagstream.classifier.feedback.recalibrate import write_recalibrated
 
     write_recalibrated(read_manifest(src), out, version, thresholds, {"note": "thresholds-only test variant"})
     return out

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from flagstream.streaming.broker import free_port
+from flagstream.streaming.kafka.broker import free_port
 from tests.support.kafka import metric_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,10 +166,10 @@ def assert_running(*procs: StreamProcess) -> None:
 
 
 class PipelineThread:
-    """``streaming.pipeline.Pipeline.run`` on a background thread; ``stop()`` is the SIGTERM path."""
+    """``flagstream.streaming.loop.pipeline.Pipeline.run`` on a background thread; ``stop()`` is the SIGTERM path."""
 
     def __init__(self, settings: Any, scorer: Any = None, **kwargs: Any) -> None:
-        from flagstream.streaming.pipeline import Pipeline
+        from flagstream.streaming.loop.pipeline import Pipeline
 
         self.pipeline = Pipeline(settings, scorer, **kwargs)
         self.error: BaseException | None = None

@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import pytest
 
-from flagstream.streaming.broker import BrokerError, EmbeddedBroker, free_port, wait_for_kafka
+from flagstream.streaming.kafka.broker import BrokerError, EmbeddedBroker, free_port, wait_for_kafka
 
 
 @dataclass(frozen=True)

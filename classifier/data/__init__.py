@@ -1,0 +1,1 @@
+"""The labelled corpus: sources, normalisation into one table, and the train/validation/test splits."""

@@ -1,0 +1,1 @@
+"""Measuring a model: held-out metrics, leave-one-source-out, the functional suite, reports and cards."""

@@ -1,0 +1,1 @@
+"""Reviewers' decisions back into the model: per-feed thresholds and recalibration proposals."""

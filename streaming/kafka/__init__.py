@@ -1,0 +1,1 @@
+"""Kafka connections: client factories and their lifecycle, transport security, topics, the embedded broker."""

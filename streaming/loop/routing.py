@@ -1,0 +1,129 @@
+"""Route: a scored batch's records to their topics, through one :class:`~flagstream.streaming.loop.checkpoint.Checkpoint`.
+
+Every verdict goes to the scores topic (when enabled) and, if flagged, to the review topic; every
+rejection to the dead-letter topic with its error class. No output ever exceeds ``max_message_bytes``:
+a review record sheds passthrough fields to fit (:func:`flagstream.contract.posts.bounded_review_record`), and a
+post whose review record cannot fit at all is dead-lettered as ``output_too_large`` instead of being
+produced. Outputs are tagged with their input record, so an output the broker refuses for good comes
+back as :class:`~flagstream.streaming.loop.checkpoint.CheckpointRecordsRejected` naming the input to dead-letter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flagstream.contract import posts as schemas
+from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, audited
+from flagstream.streaming.loop.checkpoint import Checkpoint, RejectedOutput
+from flagstream.streaming.loop.batch import Batch
+
+TOO_LARGE_REASON = "its review record does not fit max_message_bytes={limit} even without passthrough fields"
+
+
+def source_of(rec: Any) -> schemas.Source:
+    return schemas.Source(rec.topic, rec.partition, rec.offset, rec.timestamp)
+
+
+class Router:
+    """Knows the output topics and the model; :meth:`route` fills one checkpoint from one batch."""
+
+    def __init__(self, settings: Any, thresholds: Mapping[str, float], model: Mapping[str, str],
+                 annotator: Any = None, labels: Sequence[str] = (), shadow: Any = None) -> None:
+        self.s = settings
+        self.shadow = shadow  # flagstream.streaming.loop.shadow.Shadow: a candidate's verdicts to the shadow topic, or None
+        self.thresholds, self.model = thresholds, model
+        self.annotator, self.labels = annotator, tuple(labels)  # review annotations (flagstream.streaming.loop.annotate)
+        # issue 18: a known-probability sample of unflagged posts also goes to review (flagstream.streaming.loop.audit)
+        self.audit = AuditPolicy.from_settings(settings) if hasattr(settings, "audit_rate") else AuditPolicy(0.0, 0.0)
+
+    def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
+        """Produce every output of ``batch`` and store its offsets; returns the flagged counts per label.
+
+        ``notes``: review annotations per post id (campaign, spans: :mod:`flagstream.streaming.loop.annotate`).
+        """
+        s = self.s
+        if notes is None and self.annotator is not None:
+            notes = self.annotator.annotate([(v.post.id, v.post.text, rec.timestamp, list(v.labels),
+                                              [v.scores[k] for k in self.labels])
+                                             for rec, v in batch.verdicts if v.flagged])
+        notes = notes or {}
+        now = schemas.now_iso()
+        flagged: Counter = Counter()
+        outputs: list[tuple[Any, list[tuple[str, schemas.OutRecord]]]] = []
+        too_large: set[int] = set()
+        for rec, verdict in batch.verdicts:
+            src = source_of(rec)
+            out: list[tuple[str, schemas.OutRecord]] = []
+            if verdict.flagged:
+                review = schemas.bounded_review_record(verdict, src, self.thresholds, self.model,
+                                                       s.max_message_bytes, now, notes.get(verdict.post.id))
+                if review is None:
+                    too_large.add(id(rec))
+                    continue
+                out.append((s.review_topic, review))
+            elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
+                review = schemas.bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
+                if review is not None:  # an audit record that cannot fit is simply not drawn
+                    out.append((s.review_topic, audited(review, fields)))
+            if s.scores_enabled:
+                out.insert(0, (s.scores_topic, schemas.scores_record(verdict.post, src, verdict.scores,
+                                                                     verdict.labels, self.model, now)))
+            if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
+                out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
+                                                                  now)))
+            outputs.append((rec, out))
+        if too_large:
+            batch.reject(too_large, schemas.Rejection("output_too_large",
+                                                      TOO_LARGE_REASON.format(limit=s.max_message_bytes)))
+        for rec, out in outputs:
+            if id(rec) in too_large:
+                continue
+            for topic, record in out:
+                cp.produce(topic, record, tag=rec)
+        for _, verdict in batch.verdicts:
+            flagged.update(verdict.labels)
+        for rec, rej in batch.rejected:
+            cp.produce(s.dlq_topic, self.dead_letter(rec, rej, now, bare=id(rec) in batch.bare), tag=rec)
+        for rec in batch.records:
+            cp.store_offset(rec.topic, rec.partition, rec.offset)
+        return flagged
+
+    def dead_letter(self, rec: Any, rej: schemas.Rejection, now: str | None = None,
+                    bare: bool = False) -> schemas.OutRecord:
+        """``bare``: without the original value (size and SHA-256 stay in headers): always small enough."""
+        return schemas.dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec),
+                                          0 if bare else self.s.max_message_bytes, now)
+
+    def refused(self, rejected: list[RejectedOutput], batch: Batch) -> list[Any]:
+        """Mark the inputs whose outputs were refused for good; returns them, to dead-letter.
+
+        A refused verdict output makes its post an ``output_too_large`` rejection; a refused dead-letter
+        record is sent bare next time; a refused shadow record is dropped (counted), its post untouched.
+        """
+        recs: list[Any] = []
+        for r in rejected:
+            rec = r.tag
+            if self.shadow is not None and r.topic == self.shadow.topic:  # never costs the post its outputs
+                if batch.shadow.pop(id(rec), None) is not None:
+                    batch.shadow_refused += 1
+                continue
+            if rec is None or any(x is rec for x in recs):
+                continue
+            if any(x is rec for x, _ in batch.rejected):
+                batch.bare.add(id(rec))
+            else:
+                batch.reject({id(rec)}, schemas.Rejection(
+                    "output_too_large", f"the broker refused its {r.topic} record for good: {r.error}"))
+            recs.append(rec)
+        return recs
+
+    def dead_letter_now(self, recs: list[Any], batch: Batch, cp: Checkpoint) -> None:
+        """Produce the dead-letter records of ``recs`` (already rejected in ``batch``) into ``cp``."""
+        reasons = {id(rec): rej for rec, rej in batch.rejected}
+        for rec in recs:
+            cp.produce(self.s.dlq_topic, self.dead_letter(rec, reasons[id(rec)], bare=id(rec) in batch.bare), tag=rec)
+
+
+__all__ = ["Router", "source_of"]
