@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.feedback.recalibrate import bump_version, write_recalibrated
     from flagstream.classifier.inference.scoring import load_scorer
-    from flagstream.contract.posts import Source, now_iso
+    from flagstream.contract.records import Source, now_iso
     from flagstream.streaming.loop.shadow import Shadow
     from flagstream.streaming.loop.batch import parse_batch, score_batch
 

@@ -23,7 +23,10 @@ from flagstream.classifier.manifest import read_manifest
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, mark_audit
 from flagstream.streaming.ops.decisions import Reviewed, build_decision
 from flagstream.streaming.ops.feedback import join, latest_reviews
-from flagstream.contract.posts import Post, ReviewRef, Source, decision_record, parse_decision, review_record
+from flagstream.contract.decisions import ReviewRef, decision_record, parse_decision
+from flagstream.contract.posts import Post
+from flagstream.contract.records import Source
+from flagstream.contract.review import review_record
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,7 @@ from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread, ROOT as PROJECT_ROOT
 
 from flagstream.streaming.kafka.broker import free_port
-from flagstream.contract.posts import Decision, parse_decision
+from flagstream.contract.decisions import Decision, parse_decision
 
 pytestmark = pytest.mark.timeout(300)
 

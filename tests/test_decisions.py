@@ -13,7 +13,8 @@ from tests.support.kafka import create_topics, produce, produce_posts, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 from tests.support.process import PipelineThread, run_cli
 
-from flagstream.contract.posts import Decision, ReviewRef, decision_record, parse_decision, read_dead_letter
+from flagstream.contract.dead_letters import read_dead_letter
+from flagstream.contract.decisions import Decision, ReviewRef, decision_record, parse_decision
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -17,7 +17,10 @@ from flagstream.classifier.data.corpus import DECISIONS_SOURCE, read_decision_ro
 from flagstream.errors import UserError
 from flagstream.streaming.loop.audit import mark_audit
 from flagstream.streaming.ops.decisions import Reviewed, build_decision
-from flagstream.contract.posts import Post, ReviewRef, Source, decision_record, review_record
+from flagstream.contract.decisions import ReviewRef, decision_record
+from flagstream.contract.posts import Post
+from flagstream.contract.records import Source
+from flagstream.contract.review import review_record
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,8 @@ from flagstream.classifier.inference.scoring import load_scorer
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointRecordsRejected
 from flagstream.streaming.kafka.lifecycle import Backoff
-from flagstream.contract.posts import OutRecord, read_dead_letter
+from flagstream.contract.dead_letters import read_dead_letter
+from flagstream.contract.records import OutRecord
 from tests.support.audit import wait_accounted
 from tests.support.kafka import broker_hides_aborted_records, metric_value, post_bytes, produce, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT

@@ -27,7 +27,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointTransactionTimeout
-from flagstream.contract.posts import OutRecord
+from flagstream.contract.records import OutRecord
 from tests.support.audit import audit, wait_accounted
 from tests.support.kafka import broker_hides_aborted_records, post_bytes, produce
 from tests.support.model import BENIGN_TEXT

@@ -80,7 +80,8 @@ def hostile_records(seed: int = 3) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.timeout(300)
 def test_hostile_input_end_to_end(tmp_path, linear_model_dir) -> None:
-    from flagstream.contract.posts import Post, parse_post, read_dead_letter
+    from flagstream.contract.dead_letters import read_dead_letter
+    from flagstream.contract.posts import Post, parse_post
 
     logs = tmp_path / "logs"
     logs.mkdir()

@@ -1,4 +1,4 @@
-"""Hostile input against the posts-topic contract (``flagstream/contract/posts.py``), property-tested.
+"""Hostile input against the posts-topic contract (:mod:`flagstream.contract.posts`), property-tested.
 
 Whatever bytes arrive, :func:`parse_post` returns a :class:`Post` or a :class:`Rejection`
 (error class from a closed set + a one-line reason) and never raises; a rejected record's
@@ -16,21 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-schemas = pytest.importorskip("flagstream.contract.posts", reason="flagstream/contract/posts.py (issue 2) not present yet")
-from flagstream.contract.posts import (  # noqa: E402
-    ERROR_CLASSES,
-    MAX_ID_CHARS,
-    MAX_REASON_CHARS,
-    Post,
-    Rejection,
-    Source,
-    dead_letter_record,
-    decode_json_record,
-    parse_post,
-    read_dead_letter,
-    review_record,
-    scores_record,
-)
+from flagstream.contract.dead_letters import dead_letter_record, decode_json_record, read_dead_letter
+from flagstream.contract.posts import MAX_ID_CHARS, Post, parse_post
+from flagstream.contract.records import ERROR_CLASSES, MAX_REASON_CHARS, Rejection, Source
+from flagstream.contract.review import review_record
+from flagstream.contract.scores import scores_record
 
 MAX_TEXT = 10_000
 MAX_BYTES = 1_000_000

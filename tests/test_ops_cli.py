@@ -113,7 +113,8 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     base = unique("dlq")
     posts, dlq = f"{base}.posts", f"{base}.dlq"
     create_topics(broker.bootstrap, [posts, dlq], 2)
-    from flagstream.contract.posts import Rejection, Source, dead_letter_record
+    from flagstream.contract.dead_letters import dead_letter_record
+    from flagstream.contract.records import Rejection, Source
 
     def letter(key, value, error, part, off, failed_at, headers=None):
         r = dead_letter_record(key, value, headers, Rejection(error, f"{error} here"), Source(posts, part, off, 1000),

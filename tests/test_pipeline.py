@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker
-from flagstream.contract.posts import read_dead_letter
+from flagstream.contract.dead_letters import read_dead_letter
 from tests.support.audit import duplicate_counts, source_offsets, wait_accounted
 from tests.support.kafka import post_bytes, produce, produce_posts, read_all
 from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT

@@ -1,4 +1,4 @@
-"""Message contracts (flagstream.contract.posts): every rejection class, every output field."""
+"""Message contracts (:mod:`flagstream.contract`): every rejection class, every output field."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flagstream.contract import posts as schemas
+from flagstream.contract.dead_letters import dead_letter_record, read_dead_letter
+from flagstream.contract.posts import Post, parse_post, post_from_object
+from flagstream.contract.records import ERROR_CLASSES, MAX_REASON_CHARS, Rejection, Source
+from flagstream.contract.review import review_record
+from flagstream.contract.scores import scores_record
 from flagstream.streaming.kafka.produce import iter_csv, iter_jsonl
 from flagstream.streaming.ops.review import render_review, safe_text
-from flagstream.contract.posts import Post, Rejection, Source, parse_post
 
 LIMITS = dict(max_text_chars=100, max_message_bytes=2048)
 
@@ -55,8 +58,8 @@ def test_every_rejection_class(value, error):
     res = parse(value)
     assert isinstance(res, Rejection), res
     assert res.error == error
-    assert res.error in schemas.ERROR_CLASSES
-    assert "\n" not in res.reason and 0 < len(res.reason) <= schemas.MAX_REASON_CHARS
+    assert res.error in ERROR_CLASSES
+    assert "\n" not in res.reason and 0 < len(res.reason) <= MAX_REASON_CHARS
 
 
 def test_reason_never_quotes_text():
@@ -96,7 +99,7 @@ def test_parse_never_raises_on_arbitrary_json(obj):
     res = parse(json.dumps(obj).encode())
     assert isinstance(res, (Post, Rejection))
     if isinstance(res, Post):  # outputs of a valid post always encode
-        schemas.review_record(res, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
+        review_record(res, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
 
 
 @pytest.mark.parametrize("value", [
@@ -116,7 +119,7 @@ def test_non_finite_and_unconvertible_numbers_are_not_json(value):
 def test_large_finite_numbers_pass_and_write_back_as_standard_json():
     post = parse(b'{"id": "a", "text": "t", "meta": {"v": 1e308, "w": -2.5e-320}, "n": ' + b"9" * 400 + b"}")
     assert isinstance(post, Post)
-    rec = schemas.review_record(post, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
+    rec = review_record(post, Source("t", 0, 0, 0), {"a": 0.5}, ["a"], {"a": 0.5}, {"name": "m", "version": "1"})
     body = json.loads(rec.value, parse_constant=lambda c: pytest.fail(f"{c} in output"))
     assert body["meta"]["v"] == 1e308 and body["extra"]["n"] == int("9" * 400)
 
@@ -126,9 +129,9 @@ def test_records_never_carry_nan_or_infinity():
     post = parse(b'{"id": "a", "text": "t"}')
     src, model = Source("t", 0, 0, 0), {"name": "m", "version": "1"}
     with pytest.raises(ValueError):
-        schemas.scores_record(post, src, {"a": float("nan")}, [], model)
+        scores_record(post, src, {"a": float("nan")}, [], model)
     with pytest.raises(ValueError):
-        schemas.review_record(post, src, {"a": float("inf")}, ["a"], {"a": 0.5}, model)
+        review_record(post, src, {"a": float("inf")}, ["a"], {"a": 0.5}, model)
 
 
 @settings(max_examples=300, deadline=None)
@@ -142,7 +145,7 @@ def test_records_never_carry_nan_or_infinity():
 def test_table_rows_and_json_bytes_get_the_same_verdict(obj):
     """post_from_object (CSV/Parquet rows in rescore) and parse_post (stream, JSONL) are one contract."""
     from_bytes = parse(json.dumps(obj).encode())
-    from_obj = schemas.post_from_object(obj, max_text_chars=LIMITS["max_text_chars"])
+    from_obj = post_from_object(obj, max_text_chars=LIMITS["max_text_chars"])
     if isinstance(from_bytes, Rejection) and from_bytes.error == "message_too_large":
         return
     assert type(from_bytes) is type(from_obj)
@@ -156,7 +159,7 @@ def test_table_rows_and_json_bytes_get_the_same_verdict(obj):
 
 def test_review_record_contract():
     post = parse(json.dumps({"id": "p9", "text": "txt", "lang": "fr", "meta": {"k": 1}, "other": True}).encode())
-    rec = schemas.review_record(post, Source("posts", 2, 41, 1_700_000_000_123), {"propaganda": 0.9, "sectarian": 0.1},
+    rec = review_record(post, Source("posts", 2, 41, 1_700_000_000_123), {"propaganda": 0.9, "sectarian": 0.1},
                                 ["propaganda"], {"propaganda": 0.5, "sectarian": 0.6}, {"name": "m", "version": "2"},
                                 flagged_at="2026-01-01T00:00:00.000Z")
     assert rec.key == b"p9"
@@ -172,7 +175,7 @@ def test_review_record_contract():
 
 def test_scores_record_contract():
     post = parse(b'{"id": "p1", "text": "t"}')
-    rec = schemas.scores_record(post, Source("posts", 0, 3, None), {"a": 0.1}, [], {"name": "m", "version": "1"},
+    rec = scores_record(post, Source("posts", 0, 3, None), {"a": 0.1}, [], {"name": "m", "version": "1"},
                                 scored_at="X")
     assert rec.key == b"p1"
     assert json.loads(rec.value) == {"id": "p1", "scores": {"a": 0.1}, "labels": [], "model": {"name": "m", "version": "1"},
@@ -183,19 +186,19 @@ def test_scores_record_contract():
 def test_dead_letter_keeps_key_bytes_and_headers():
     value = b"\xff not utf8"
     rej = parse(value)
-    rec = schemas.dead_letter_record(b"\x00key", value, [("trace", b"abc"), ("flagstream.error", b"spoof")], rej,
+    rec = dead_letter_record(b"\x00key", value, [("trace", b"abc"), ("flagstream.error", b"spoof")], rej,
                                      Source("posts", 1, 7, 123), max_message_bytes=2048)
     assert rec.key == b"\x00key" and rec.value == value
     assert rec.headers[0] == ("trace", b"abc")
     assert [k for k, _ in rec.headers].count("flagstream.error") == 1
-    dl = schemas.read_dead_letter(rec.key, rec.value, rec.headers)
+    dl = read_dead_letter(rec.key, rec.value, rec.headers)
     assert (dl.error, dl.source) == ("not_utf8", Source("posts", 1, 7, 123))
     assert dl.reason.startswith("invalid UTF-8")
 
 
 def test_dead_letter_cuts_oversized_values_and_says_so():
     value = b"y" * 5000
-    rec = schemas.dead_letter_record(None, value, None, parse(value), Source("p", 0, 0, 0), max_message_bytes=2048)
+    rec = dead_letter_record(None, value, None, parse(value), Source("p", 0, 0, 0), max_message_bytes=2048)
     h = dict(rec.headers)
     assert rec.key is None and rec.value == value[:2048]
     assert h["flagstream.error"] == b"message_too_large"

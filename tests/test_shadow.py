@@ -19,7 +19,10 @@ import pytest
 
 from flagstream.classifier.interface import ModelInfo
 from flagstream.classifier.inference.scoring import load_scorer
-from flagstream.contract import posts as schemas
+from flagstream.contract.posts import Post
+from flagstream.contract.records import Rejection, Source
+from flagstream.contract.review import Verdict
+from flagstream.contract.shadow import SHADOW_FAILED, ShadowRecord, ShadowSide, read_shadow, shadow_record
 from flagstream.streaming.loop.checkpoint import RejectedOutput
 from flagstream.streaming.loop.routing import Router
 from flagstream.streaming.loop.shadow import Shadow
@@ -103,8 +106,8 @@ def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path, stre
     for r in shadow:
         body = json.loads(r.value)
         assert "text" not in body
-        rec = schemas.read_shadow(r.value)
-        assert isinstance(rec, schemas.ShadowRecord)
+        rec = read_shadow(r.value)
+        assert isinstance(rec, ShadowRecord)
         served = scores[rec.id]
         assert rec.served.model == {"name": "test-linear", "version": "0.0.1"}
         assert rec.candidate.model == {"name": "test-linear", "version": "0.0.2"}
@@ -231,7 +234,7 @@ def test_a_refused_shadow_record_drops_only_itself(linear_model_dir):
     shadow = Shadow(_Broken(), served.info, "x.shadow")
     router = Router(settings, served.info.thresholds, served.info.as_dict(), None, served.info.labels, shadow)
     rec = SimpleNamespace(topic="posts", partition=0, offset=7, timestamp=0, key=b"a", value=b"{}", headers=[])
-    verdict = schemas.Verdict(schemas.Post("a", "t"), {"propaganda": 0.9, "sectarian": 0.1}, ("propaganda",))
+    verdict = Verdict(Post("a", "t"), {"propaganda": 0.9, "sectarian": 0.1}, ("propaganda",))
     batch = Batch([rec], 0.0, verdicts=[(rec, verdict)])
     shadow.score(batch, lambda *a, **k: None)
     assert batch.shadow[id(rec)].error == "scoring_failed"
@@ -244,22 +247,22 @@ def test_a_refused_shadow_record_drops_only_itself(linear_model_dir):
 
 
 def test_shadow_record_round_trip():
-    src = schemas.Source("forum", 2, 41, 1_700_000_000_000)
-    served = schemas.ShadowSide({"name": "m", "version": "1"}, {"propaganda": 0.7, "sectarian": 0.2},
+    src = Source("forum", 2, 41, 1_700_000_000_000)
+    served = ShadowSide({"name": "m", "version": "1"}, {"propaganda": 0.7, "sectarian": 0.2},
                                 ("propaganda",), {"propaganda": 0.5, "sectarian": 0.5})
-    cand = schemas.ShadowSide({"name": "m", "version": "2"}, {"propaganda": 0.7, "sectarian": 0.2},
+    cand = ShadowSide({"name": "m", "version": "2"}, {"propaganda": 0.7, "sectarian": 0.2},
                               ("sectarian",), {"propaganda": 0.8, "sectarian": 0.1})
-    out = schemas.shadow_record(schemas.ShadowRecord("p1", src, served, cand, "2026-12-03T00:00:00.000Z"))
+    out = shadow_record(ShadowRecord("p1", src, served, cand, "2026-12-03T00:00:00.000Z"))
     body = json.loads(out.value)
     assert body["newly_flagged"] == ["sectarian"] and body["newly_unflagged"] == ["propaganda"]
     assert body["flag_change"] is None and out.key == b"p1"
-    back = schemas.read_shadow(out.value)
+    back = read_shadow(out.value)
     assert back.as_dict() == body and back.source == src
-    failed = schemas.ShadowSide(cand.model, None, (), cand.thresholds, schemas.SHADOW_FAILED)
-    body = json.loads(schemas.shadow_record(schemas.ShadowRecord("p1", src, served, failed)).value)
+    failed = ShadowSide(cand.model, None, (), cand.thresholds, SHADOW_FAILED)
+    body = json.loads(shadow_record(ShadowRecord("p1", src, served, failed)).value)
     assert body["candidate"]["error"] == "scoring_failed" and body["newly_unflagged"] == []
-    assert isinstance(schemas.read_shadow(b'{"id": "p1", "source": {}}'), schemas.Rejection)
-    assert isinstance(schemas.read_shadow(b"\xff"), schemas.Rejection)
+    assert isinstance(read_shadow(b'{"id": "p1", "source": {}}'), Rejection)
+    assert isinstance(read_shadow(b"\xff"), Rejection)
 
 
 def test_bad_arguments_are_one_line(broker, linear_model_dir, tmp_path):
@@ -289,11 +292,11 @@ def test_report_counts_each_post_once_per_pair_and_keeps_failures_apart():
 
     def rec(pid, offset, served_labels, cand_labels, cand_version="2", feed="forum", ts=1000, failed=False):
         scores = {"propaganda": 0.6, "sectarian": 0.4}
-        served = schemas.ShadowSide({"name": "m", "version": "1"}, scores, tuple(served_labels), thr)
-        cand = (schemas.ShadowSide({"name": "m", "version": cand_version}, None, (), thr, schemas.SHADOW_FAILED)
-                if failed else schemas.ShadowSide({"name": "m", "version": cand_version}, scores, tuple(cand_labels),
+        served = ShadowSide({"name": "m", "version": "1"}, scores, tuple(served_labels), thr)
+        cand = (ShadowSide({"name": "m", "version": cand_version}, None, (), thr, SHADOW_FAILED)
+                if failed else ShadowSide({"name": "m", "version": cand_version}, scores, tuple(cand_labels),
                                                   {"propaganda": 0.5, "sectarian": 0.3}))
-        value = schemas.shadow_record(schemas.ShadowRecord(pid, schemas.Source(feed, 0, offset, ts), served, cand)).value
+        value = shadow_record(ShadowRecord(pid, Source(feed, 0, offset, ts), served, cand)).value
         return SimpleNamespace(value=value, timestamp=ts)
 
     records = [
@@ -335,7 +338,7 @@ def test_a_thresholds_only_candidate_reuses_the_served_scores(linear_model_dir, 
     assert shadow.reuses_served_scores
     variant.score = lambda texts: (_ for _ in ()).throw(AssertionError("scored twice"))  # must not be called
     rec = SimpleNamespace(topic="posts", partition=0, offset=1, timestamp=0, key=b"a", value=b"{}", headers=[])
-    verdict = schemas.Verdict(schemas.Post("a", "t"), {"propaganda": 0.3, "sectarian": 0.1}, ())
+    verdict = Verdict(Post("a", "t"), {"propaganda": 0.3, "sectarian": 0.1}, ())
     batch = Batch([rec], 0.0, verdicts=[(rec, verdict)])
     shadow.score(batch, lambda *a, **k: None)
     side = batch.shadow[id(rec)]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from flagstream.classifier.archive.rows import InputRow, output_schema, to_parquet_row
-from flagstream.contract.posts import Rejection
+from flagstream.contract.records import Rejection
 
 log = logging.getLogger(__name__)
 

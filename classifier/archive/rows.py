@@ -18,7 +18,7 @@ Output row (JSON form; :func:`to_parquet_row` gives the Parquet form)::
     model    name@version of the model
     scores   label -> probability (6 decimals)        } a scored post
     labels   labels at or over their threshold         }
-    error    error class (flagstream.contract.posts.ERROR_CLASSES) } a rejected row
+    error    error class (flagstream.contract.records.ERROR_CLASSES) } a rejected row
     reason   one line, never quoting the text            }
     lang, author, created_at, url, meta                  the post's known optional fields it had
     extra    the post's other fields, nested: an input field named labels, scores or error
@@ -39,15 +39,8 @@ from typing import Any, Union
 import numpy as np
 
 from flagstream.classifier.inference.scoring import Scorer, flagged_labels, score_isolating_failures, scores_dict
-from flagstream.contract.posts import (
-    MAX_ID_CHARS,
-    OPTIONAL_FIELDS,
-    Post,
-    Rejection,
-    decode_json_object,
-    one_line,
-    post_from_object,
-)
+from flagstream.contract.posts import MAX_ID_CHARS, OPTIONAL_FIELDS, Post, decode_json_object, post_from_object
+from flagstream.contract.records import Rejection, one_line
 
 log = logging.getLogger(__name__)
 

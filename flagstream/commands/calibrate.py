@@ -175,7 +175,7 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
 
     from flagstream.classifier.manifest import ModelDirError
     from flagstream.classifier.feedback.recalibrate import candidates, free_version, moved, write_recalibrated, write_report
-    from flagstream.contract.posts import now_iso
+    from flagstream.contract.records import now_iso
 
     parent = Path(args.output)
     if parent.exists() and not parent.is_dir():

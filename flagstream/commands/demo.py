@@ -21,7 +21,7 @@ from flagstream.config import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from flagstream.config import Settings
-    from flagstream.contract.posts import DeadLetter
+    from flagstream.contract.dead_letters import DeadLetter
 
 SAMPLE = PROJECT_ROOT / "examples" / "sample_posts.jsonl"
 
@@ -189,7 +189,7 @@ def _account(settings: "Settings") -> tuple[int, list[dict], list["DeadLetter"]]
     """(records accounted for, verdicts, dead letters), counting each source offset once."""
     from flagstream.streaming.kafka.clients import make_consumer
     from flagstream.streaming.ops.review import decode, iter_topic
-    from flagstream.contract.posts import read_dead_letter
+    from flagstream.contract.dead_letters import read_dead_letter
 
     seen: set[tuple[int, int]] = set()
     verdicts: dict[tuple[int, int], dict] = {}

@@ -17,7 +17,7 @@ def _add_filters(p: argparse.ArgumentParser, sub: bool) -> None:
     # On the subcommands the defaults are SUPPRESS, so a filter given before the subcommand name
     # (``flagstream dlq --reason x replay``) is not overwritten by the subcommand's default.
     d = (lambda v: argparse.SUPPRESS) if sub else (lambda v: v)
-    from flagstream.contract.posts import ERROR_CLASSES
+    from flagstream.contract.records import ERROR_CLASSES
 
     p.add_argument("--reason", dest="reasons", action="append", default=d(None), metavar="CLASS",
                    choices=sorted(ERROR_CLASSES), help="only this error class (repeatable): " + ", ".join(ERROR_CLASSES))

@@ -93,7 +93,7 @@ def mark_audit(value: bytes, headers: list[tuple[str, bytes]], fields: Mapping[s
 
 
 def audited(record: Any, fields: Mapping[str, Any]) -> Any:
-    """An :class:`~flagstream.contract.posts.OutRecord` review record marked as an audit record."""
+    """An :class:`~flagstream.contract.records.OutRecord` review record marked as an audit record."""
     value, headers = mark_audit(record.value, record.headers, fields)
     return type(record)(record.key, value, headers)
 

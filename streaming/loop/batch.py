@@ -4,7 +4,7 @@
   the stream and the archive) into a :class:`Batch` of posts and rejections.
 - :func:`score_batch` makes one ``scorer.score`` call for the batch's posts; if it raises, posts are
   scored one by one and only those that still fail become ``scoring_failed`` rejections. Each scored
-  post becomes a typed :class:`flagstream.contract.posts.Verdict`.
+  post becomes a typed :class:`flagstream.contract.review.Verdict`.
 - :class:`FailureBreaker`: one post the model can't score is dead-lettered alone, but a model that fails
   on most posts is broken, not the posts. Over a window of recent posts, when more than
   ``max_failure_rate`` failed the breaker opens: the pipeline commits nothing, reports not ready, logs
@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from flagstream.classifier.inference.scoring import Scorer, flagged_labels, score_isolating_failures, scores_dict
-from flagstream.contract import posts as schemas
+from flagstream.contract.posts import Post, parse_post
+from flagstream.contract.records import Rejection
+from flagstream.contract.review import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +36,15 @@ class Batch:
 
     records: list[Any]  # ConsumerRecord, in poll order
     started: float  # time.monotonic() at parse
-    posts: list[tuple[Any, schemas.Post]] = field(default_factory=list)  # valid, not yet scored
-    verdicts: list[tuple[Any, schemas.Verdict]] = field(default_factory=list)
-    rejected: list[tuple[Any, schemas.Rejection]] = field(default_factory=list)
+    posts: list[tuple[Any, Post]] = field(default_factory=list)  # valid, not yet scored
+    verdicts: list[tuple[Any, Verdict]] = field(default_factory=list)
+    rejected: list[tuple[Any, Rejection]] = field(default_factory=list)
     scoring_failures: int = 0
     bare: set[int] = field(default_factory=set)  # id() of records whose dead-letter record goes without its value
     shadow: dict[int, Any] = field(default_factory=dict)  # id(record) -> the candidate's ShadowSide (flagstream.streaming.loop.shadow)
     shadow_refused: int = 0  # shadow records the broker refused for good (dropped; the post is unaffected)
 
-    def reject(self, records: set[int], rejection: schemas.Rejection) -> None:
+    def reject(self, records: set[int], rejection: Rejection) -> None:
         """Turn the verdicts of the records with these ``id()`` s into rejections (output_too_large)."""
         keep = []
         for rec, verdict in self.verdicts:
@@ -56,8 +58,8 @@ class Batch:
 def parse_batch(records: list[Any], *, max_text_chars: int, max_message_bytes: int) -> Batch:
     batch = Batch(records, time.monotonic())
     for rec in records:
-        res = schemas.parse_post(rec.value, max_text_chars=max_text_chars, max_message_bytes=max_message_bytes)
-        if isinstance(res, schemas.Post):
+        res = parse_post(rec.value, max_text_chars=max_text_chars, max_message_bytes=max_message_bytes)
+        if isinstance(res, Post):
             batch.posts.append((rec, res))
         else:
             batch.rejected.append((rec, res))
@@ -81,9 +83,9 @@ def score_batch(batch: Batch, scorer: Scorer, warn: Callable[..., None]) -> None
     for (rec, post), row in zip(batch.posts, rows):
         if row is None:
             batch.scoring_failures += 1
-            batch.rejected.append((rec, schemas.Rejection("scoring_failed", "the model raised an error on this text")))
+            batch.rejected.append((rec, Rejection("scoring_failed", "the model raised an error on this text")))
         else:
-            batch.verdicts.append((rec, schemas.Verdict(post, scores_dict(row, info), tuple(flagged_labels(row, info)))))
+            batch.verdicts.append((rec, Verdict(post, scores_dict(row, info), tuple(flagged_labels(row, info)))))
 
 
 class FailureBreaker:

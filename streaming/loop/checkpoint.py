@@ -46,7 +46,7 @@ from kafka.errors import (
 )
 from kafka.structs import OffsetAndMetadata
 
-from flagstream.contract.posts import OutRecord
+from flagstream.contract.records import OutRecord
 
 log = logging.getLogger(__name__)
 

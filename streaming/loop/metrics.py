@@ -45,7 +45,7 @@ if hasattr(prometheus_client, "disable_created_metrics"):
 
 from flagstream.classifier.inference.scoring import ModelInfo
 from flagstream.streaming.loop.checkpoint import METRIC_ERROR_NAMES
-from flagstream.contract.posts import ERROR_CLASSES
+from flagstream.contract.records import ERROR_CLASSES
 
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

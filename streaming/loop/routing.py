@@ -2,7 +2,7 @@
 
 Every verdict goes to the scores topic (when enabled) and, if flagged, to the review topic; every
 rejection to the dead-letter topic with its error class. No output ever exceeds ``max_message_bytes``:
-a review record sheds passthrough fields to fit (:func:`flagstream.contract.posts.bounded_review_record`), and a
+a review record sheds passthrough fields to fit (:func:`flagstream.contract.review.bounded_review_record`), and a
 post whose review record cannot fit at all is dead-lettered as ``output_too_large`` instead of being
 produced. Outputs are tagged with their input record, so an output the broker refuses for good comes
 back as :class:`~flagstream.streaming.loop.checkpoint.CheckpointRecordsRejected` naming the input to dead-letter.
@@ -14,7 +14,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from flagstream.contract import posts as schemas
+from flagstream.contract.dead_letters import dead_letter_record
+from flagstream.contract.records import OutRecord, Rejection, Source, now_iso
+from flagstream.contract.review import bounded_review_record
+from flagstream.contract.scores import scores_record
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, audited
 from flagstream.streaming.loop.checkpoint import Checkpoint, RejectedOutput
 from flagstream.streaming.loop.batch import Batch
@@ -22,8 +25,8 @@ from flagstream.streaming.loop.batch import Batch
 TOO_LARGE_REASON = "its review record does not fit max_message_bytes={limit} even without passthrough fields"
 
 
-def source_of(rec: Any) -> schemas.Source:
-    return schemas.Source(rec.topic, rec.partition, rec.offset, rec.timestamp)
+def source_of(rec: Any) -> Source:
+    return Source(rec.topic, rec.partition, rec.offset, rec.timestamp)
 
 
 class Router:
@@ -49,33 +52,33 @@ class Router:
                                               [v.scores[k] for k in self.labels])
                                              for rec, v in batch.verdicts if v.flagged])
         notes = notes or {}
-        now = schemas.now_iso()
+        now = now_iso()
         flagged: Counter = Counter()
-        outputs: list[tuple[Any, list[tuple[str, schemas.OutRecord]]]] = []
+        outputs: list[tuple[Any, list[tuple[str, OutRecord]]]] = []
         too_large: set[int] = set()
         for rec, verdict in batch.verdicts:
             src = source_of(rec)
-            out: list[tuple[str, schemas.OutRecord]] = []
+            out: list[tuple[str, OutRecord]] = []
             if verdict.flagged:
-                review = schemas.bounded_review_record(verdict, src, self.thresholds, self.model,
+                review = bounded_review_record(verdict, src, self.thresholds, self.model,
                                                        s.max_message_bytes, now, notes.get(verdict.post.id))
                 if review is None:
                     too_large.add(id(rec))
                     continue
                 out.append((s.review_topic, review))
             elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
-                review = schemas.bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
+                review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
                 if review is not None:  # an audit record that cannot fit is simply not drawn
                     out.append((s.review_topic, audited(review, fields)))
             if s.scores_enabled:
-                out.insert(0, (s.scores_topic, schemas.scores_record(verdict.post, src, verdict.scores,
+                out.insert(0, (s.scores_topic, scores_record(verdict.post, src, verdict.scores,
                                                                      verdict.labels, self.model, now)))
             if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
                 out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
                                                                   now)))
             outputs.append((rec, out))
         if too_large:
-            batch.reject(too_large, schemas.Rejection("output_too_large",
+            batch.reject(too_large, Rejection("output_too_large",
                                                       TOO_LARGE_REASON.format(limit=s.max_message_bytes)))
         for rec, out in outputs:
             if id(rec) in too_large:
@@ -90,10 +93,10 @@ class Router:
             cp.store_offset(rec.topic, rec.partition, rec.offset)
         return flagged
 
-    def dead_letter(self, rec: Any, rej: schemas.Rejection, now: str | None = None,
-                    bare: bool = False) -> schemas.OutRecord:
+    def dead_letter(self, rec: Any, rej: Rejection, now: str | None = None,
+                    bare: bool = False) -> OutRecord:
         """``bare``: without the original value (size and SHA-256 stay in headers): always small enough."""
-        return schemas.dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec),
+        return dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec),
                                           0 if bare else self.s.max_message_bytes, now)
 
     def refused(self, rejected: list[RejectedOutput], batch: Batch) -> list[Any]:
@@ -114,7 +117,7 @@ class Router:
             if any(x is rec for x, _ in batch.rejected):
                 batch.bare.add(id(rec))
             else:
-                batch.reject({id(rec)}, schemas.Rejection(
+                batch.reject({id(rec)}, Rejection(
                     "output_too_large", f"the broker refused its {r.topic} record for good: {r.error}"))
             recs.append(rec)
         return recs

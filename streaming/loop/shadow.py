@@ -5,7 +5,7 @@ the same narrow interface as the served one (:func:`flagstream.classifier.infere
 optionally pinned with ``shadow_model_manifest_sha256``). In each micro-batch, after the served model
 has scored it and the breaker has let it through, :meth:`Shadow.score` scores the same posts with the
 candidate; :class:`flagstream.streaming.loop.routing.Router` then writes one shadow record per served verdict
-(:func:`flagstream.contract.posts.shadow_record`: both models' versions, scores and labels, the flag changes,
+(:func:`flagstream.contract.shadow.shadow_record`: both models' versions, scores and labels, the flag changes,
 no text) to ``shadow_topic`` through the batch's own checkpoint. So shadow records are produced by the
 same idempotent producer and committed with the batch: exactly as durable as the review records.
 
@@ -33,7 +33,9 @@ from typing import Any
 
 from flagstream.classifier.inference.scoring import Scorer, flagged_labels, load_scorer, score_isolating_failures, scores_dict
 from flagstream.errors import UserError
-from flagstream.contract import posts as schemas
+from flagstream.contract.records import OutRecord, Source
+from flagstream.contract.review import Verdict
+from flagstream.contract.shadow import SHADOW_FAILED, ShadowRecord, ShadowSide, shadow_record
 from flagstream.streaming.loop.batch import Batch
 
 log = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ class Shadow:
         return shadow
 
     def score(self, batch: Batch, warn: Callable[..., None]) -> None:
-        """``batch.shadow[id(rec)]``: the candidate's :class:`~flagstream.contract.posts.ShadowSide` per served verdict."""
+        """``batch.shadow[id(rec)]``: the candidate's :class:`~flagstream.contract.shadow.ShadowSide` per served verdict."""
         info = self.scorer.info
 
         def on_batch_error(exc: Exception) -> None:
@@ -91,7 +93,7 @@ class Shadow:
             batch.shadow = {}
             for rec, verdict in batch.verdicts:
                 row = [verdict.scores[label] for label in info.labels]
-                batch.shadow[id(rec)] = schemas.ShadowSide(self.model, dict(verdict.scores),
+                batch.shadow[id(rec)] = ShadowSide(self.model, dict(verdict.scores),
                                                            tuple(flagged_labels(row, info)), info.thresholds)
             return
         try:
@@ -102,15 +104,15 @@ class Shadow:
         batch.shadow = {}
         for (rec, _), row in zip(batch.verdicts, rows):
             if row is None:
-                batch.shadow[id(rec)] = schemas.ShadowSide(self.model, None, (), info.thresholds, schemas.SHADOW_FAILED)
+                batch.shadow[id(rec)] = ShadowSide(self.model, None, (), info.thresholds, SHADOW_FAILED)
             else:
-                batch.shadow[id(rec)] = schemas.ShadowSide(self.model, scores_dict(row, info),
+                batch.shadow[id(rec)] = ShadowSide(self.model, scores_dict(row, info),
                                                            tuple(flagged_labels(row, info)), info.thresholds)
 
-    def record(self, verdict: schemas.Verdict, source: schemas.Source, side: schemas.ShadowSide,
-               served_model: Any, served_thresholds: Any, now: str) -> schemas.OutRecord:
-        served = schemas.ShadowSide(served_model, verdict.scores, verdict.labels, served_thresholds)
-        return schemas.shadow_record(schemas.ShadowRecord(verdict.post.id, source, served, side, now))
+    def record(self, verdict: Verdict, source: Source, side: ShadowSide,
+               served_model: Any, served_thresholds: Any, now: str) -> OutRecord:
+        served = ShadowSide(served_model, verdict.scores, verdict.labels, served_thresholds)
+        return shadow_record(ShadowRecord(verdict.post.id, source, served, side, now))
 
 
 def shadow_counts(batch: Batch) -> tuple[int, Counter, Counter]:

@@ -1,7 +1,7 @@
 """Reviewer decisions: build them from review records, write them, and read the topic back.
 
-The contract itself (:class:`~flagstream.contract.posts.Decision`, :func:`~flagstream.contract.posts.parse_decision`)
-lives in :mod:`flagstream.contract.posts` with every other topic's; this module is the I/O around it, shared by
+The contract itself (:class:`~flagstream.contract.decisions.Decision`, :func:`~flagstream.contract.decisions.parse_decision`)
+lives in :mod:`flagstream.contract.decisions` beside every other topic's; this module is the I/O around it, shared by
 ``flagstream decide`` and the review console so that both write exactly the same records.
 
 Reading is validated: a record that breaks the contract is copied to the dead-letter topic (error class
@@ -19,16 +19,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 
 from flagstream.config import Settings
-from flagstream.contract.posts import (
-    Decision,
-    Rejection,
-    ReviewRef,
-    Source,
-    dead_letter_record,
-    decision_record,
-    now_iso,
-    parse_decision,
-)
+from flagstream.contract.dead_letters import dead_letter_record
+from flagstream.contract.decisions import Decision, ReviewRef, decision_record, parse_decision
+from flagstream.contract.records import Rejection, Source, now_iso
 
 log = logging.getLogger(__name__)
 

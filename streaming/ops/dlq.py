@@ -28,7 +28,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from flagstream.contract.posts import HEADER_PREFIX, DeadLetter, now_iso, read_dead_letter
+from flagstream.contract.dead_letters import DeadLetter, read_dead_letter
+from flagstream.contract.records import HEADER_PREFIX, now_iso
 
 REPLAY_OF = HEADER_PREFIX + "replay.of"
 REPLAYED_AT = HEADER_PREFIX + "replayed_at"

@@ -28,7 +28,7 @@ from typing import Any
 
 from flagstream.classifier.feedback.thresholds import Row
 from flagstream.streaming.loop.audit import weight_of
-from flagstream.contract.posts import Decision
+from flagstream.contract.decisions import Decision
 
 log = logging.getLogger(__name__)
 

@@ -122,7 +122,7 @@ def render_record(rec: Any, width: int = 100) -> str:
     pointed ``--review-topic`` at the dead-letter topic), or something else, said plainly."""
     kind = record_kind(rec)
     if kind == "dead_letter":
-        from flagstream.contract.posts import read_dead_letter
+        from flagstream.contract.dead_letters import read_dead_letter
 
         d = read_dead_letter(rec.key, rec.value, rec.headers)
         src = f"{d.source.topic}[{d.source.partition}]@{d.source.offset}" if d.source.topic else "unknown source"

@@ -1,6 +1,6 @@
 """What a candidate model would change, read from the shadow topic (``flagstream shadow-report``).
 
-:func:`summarize` is pure: shadow records in (:class:`flagstream.contract.posts.ShadowRecord`), per (served,
+:func:`summarize` is pure: shadow records in (:class:`flagstream.contract.shadow.ShadowRecord`), per (served,
 candidate) model pair a table out. Per label, per feed (the source topic) and over all feeds: how many
 posts both models flag, how many only the candidate flags (newly flagged), only the served model
 (newly unflagged), neither, and the flag rates of both; then the same at post level (flagged for any
@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flagstream.contract.posts import Rejection, ShadowRecord, parse_post, read_shadow
+from flagstream.contract.posts import parse_post
+from flagstream.contract.records import Rejection
+from flagstream.contract.shadow import ShadowRecord, read_shadow
 
 ANY = "(any label)"
 ALL_FEEDS = "(all feeds)"

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flagstream.contract.posts import read_dead_letter
+from flagstream.contract.dead_letters import read_dead_letter
 from tests.support.kafka import read_all
 from tests.support.process import StreamProcess, assert_running
 from tests.support.producer import PacedProducer

@@ -26,7 +26,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from flagstream.config import Settings
 from flagstream.streaming.ops.decisions import Reviewed, accept_decision, build_decision, write_decision
 from flagstream.streaming.ops.review import decode
-from flagstream.contract.posts import VERDICTS, Decision, ReviewRef
+from flagstream.contract.decisions import Decision, ReviewRef, VERDICTS
 
 log = logging.getLogger(__name__)
 
