@@ -17,13 +17,13 @@ never swaps the served model.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
 from flagstream.classifier.training.calibration import THRESHOLD_POLICIES
 from flagstream.errors import UserError
 from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags, require_train_extra, settings_from_args
+from flagstream.streaming.logs import setup_logging
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -70,7 +70,6 @@ def run_from_decisions(args: argparse.Namespace) -> int:
     from flagstream.classifier.training.fit import parse_targets
     from flagstream.classifier.manifest import ModelDirError, read_manifest
     from flagstream.classifier.feedback.recalibrate import bump_version, write_recalibrated, write_report
-    from flagstream.streaming.logs import setup_logging
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, "auto")
@@ -232,7 +231,7 @@ def run_validation(args: argparse.Namespace) -> int:
     from flagstream.classifier.manifest import read_manifest
 
     settings = settings_from_args(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.log_level, settings.log_format)  # one setup for every command: JSON, redaction
     parse_targets(args.target_precision)  # a bad value fails before the corpus loads
     src = read_manifest(Path(settings.model), verify=False)
     name = src.name

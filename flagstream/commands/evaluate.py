@@ -10,13 +10,13 @@ no data needed). The work is :mod:`flagstream.classifier.evaluation.assess`; thi
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
 from flagstream.classifier.bases.registry import BASES
 from flagstream.config import PROJECT_ROOT
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
+from flagstream.streaming.logs import setup_logging
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.evaluation.measures import fmt
 
     settings = settings_from_args(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.log_level, settings.log_format)  # one setup for every command: JSON, redaction
     if args.target_precision is not None:
         parse_targets(args.target_precision)  # a bad value fails in one line before any scoring
     model_dir = Path(settings.model)

@@ -21,6 +21,7 @@ from flagstream.classifier.training.calibration import THRESHOLD_POLICIES
 from flagstream.config import PROJECT_ROOT
 from flagstream.errors import UserError
 from flagstream.options import add_config_flags, require_train_extra, settings_from_args
+from flagstream.streaming.logs import setup_logging
 
 log = logging.getLogger("flagstream.train")
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.inference.transformer import config_hash
 
     settings = settings_from_args(args)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings.log_level, settings.log_format)  # one setup for every command: JSON, redaction
     cfg = train_config_from_args(args)
     parse_targets(args.target_precision)  # a bad value fails before an hour of training
     unknown = set(args.exclude_source) - {s.name for s in SOURCES}
