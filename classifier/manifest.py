@@ -34,6 +34,10 @@ class ModelDirError(UserError, ValueError):
     """A model directory that is missing, incomplete, tampered with or unsafe (one line for the user)."""
 
 
+# Tokens per post when a manifest or a training config names none (the MiniLM recipe's length): the one default.
+DEFAULT_MAX_LENGTH = 128
+
+
 @dataclass
 class ModelManifest:
     name: str
@@ -52,6 +56,11 @@ class ModelManifest:
     def path(self, name: str) -> Path:
         assert self.root is not None
         return self.root / name
+
+    @property
+    def max_length(self) -> int:
+        """Tokens per post the model was trained with: what inference and recalibration must use too."""
+        return int(self.extra.get("max_length", DEFAULT_MAX_LENGTH))
 
 
 def sha256_file(path: Path) -> str:

@@ -171,7 +171,7 @@ class TransformerScorer:
         extra = manifest.extra
         temps = extra.get("temperatures") or [1.0] * len(manifest.labels)
         opts = {k: v for k, v in opts.items() if v is not None}
-        return cls(model, tokenizer, info, max_length=int(extra.get("max_length", 128)), temperatures=temps, **opts)
+        return cls(model, tokenizer, info, max_length=manifest.max_length, temperatures=temps, **opts)
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:

@@ -151,7 +151,7 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     model, tokenizer = load_model(manifest)
     val = trusted(ds, "val")
     temps, thresholds, val_metrics = calibrate(model, tokenizer, val,
-                                               int(manifest.extra.get("max_length", 128)), targets,
+                                               manifest.max_length, targets,
                                                policy=threshold_policy)
     out.mkdir(parents=True, exist_ok=True)
     for name in manifest.files:

@@ -23,12 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from flagstream.classifier.manifest import DEFAULT_MAX_LENGTH
+
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainConfig:
-    max_length: int = 128
+    max_length: int = DEFAULT_MAX_LENGTH
     batch_size: int = 32
     lr: float = 8e-5
     head_lr: float = 1e-3

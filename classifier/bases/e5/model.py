@@ -137,7 +137,7 @@ def load_model(manifest: ModelManifest):
     model = MultiLabelEncoder(encoder, len(manifest.labels))
     model.head.load_state_dict(head)
     model.float().eval()
-    return model, load_tokenizer(int(manifest.extra.get("max_length", 128)))
+    return model, load_tokenizer(manifest.max_length)
 
 
 def is_me5(manifest: ModelManifest) -> bool:
