@@ -8,12 +8,12 @@
     brings one back on the same port).
 ``linear_model_dir`` (session)
     The one test model: a real :class:`flagstream.classifier.inference.linear.LinearModel` trained in ~2 s on the synthetic
-    corpus of :mod:`tests.support.model`, thresholds 0.5/0.5.
+    corpus of :mod:`support.model`, thresholds 0.5/0.5.
 ``topics`` (function)
-    A :class:`tests.support.topics.TopicSet` on ``broker``: unique topics (3 partitions) and group, with
+    A :class:`support.topics.TopicSet` on ``broker``: unique topics (3 partitions) and group, with
     ``.settings(**overrides)`` for an in-process pipeline and ``.env(**overrides)`` for a subprocess.
 ``stream_proc`` (function)
-    ``stream_proc(env, args=None, name=None)`` starts a :class:`tests.support.process.StreamProcess`
+    ``stream_proc(env, args=None, name=None)`` starts a :class:`support.process.StreamProcess`
     (logs in ``tmp_path``, metrics/health on a free port); whatever still runs is killed at teardown.
 """
 
@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker
-from tests.support.model import train_linear_model
-from tests.support.process import StreamProcess
-from tests.support.topics import TopicSet
+from support.model import train_linear_model
+from support.process import StreamProcess
+from support.topics import TopicSet
 
 
 @pytest.fixture(scope="session")

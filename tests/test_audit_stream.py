@@ -7,9 +7,9 @@ import json
 import pytest
 
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields
-from tests.support.kafka import produce_posts, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
-from tests.support.process import PipelineThread
+from support.kafka import produce_posts, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT
+from support.process import PipelineThread
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.kafka import post_bytes, produce, read_all
-from tests.support.model import PROPAGANDA_TEXT, SECTARIAN_TEXT
-from tests.support.process import PipelineThread
+from support.kafka import post_bytes, produce, read_all
+from support.model import PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.process import PipelineThread
 
 from flagstream.streaming.loop.campaigns import CampaignTracker, campaign_id_for, normalise
 

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from tests.support.audit import wait_accounted
-from tests.support.kafka import metric_value, produce_posts, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
-from tests.support.process import ROOT, run_cli
+from support.audit import wait_accounted
+from support.kafka import metric_value, produce_posts, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.process import ROOT, run_cli
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,7 +82,7 @@ def test_metrics_and_health_endpoints(topics, stream_proc):
     posts = [(f"m{i}", PROPAGANDA_TEXT if i % 4 == 0 else SECTARIAN_TEXT if i % 4 == 1 else BENIGN_TEXT)
              for i in range(40)]
     produce_posts(topics.bootstrap, topics.posts, posts)
-    from tests.support.kafka import produce
+    from support.kafka import produce
 
     produce(topics.bootstrap, topics.posts, [(b"bad", b"not json"), (b"bad2", b'{"id": "x"}')])
     wait_accounted(topics, expected_offsets=42, timeout_s=60)
@@ -150,7 +150,7 @@ def test_produce_and_review_commands(topics, tmp_path):
     assert run_cli(["produce", str(csv)], env=env).returncode == 0
     got = read_all(topics.bootstrap, topics.posts, min_count=5)
     assert sorted(r.key for r in got if r.key) == [b"c1", b"r0", b"r1", b"r2"]
-    from tests.support.process import PipelineThread
+    from support.process import PipelineThread
 
     runner = PipelineThread(topics.settings())
     try:

@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.kafka import post_bytes, produce, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
-from tests.support.process import PipelineThread, ROOT as PROJECT_ROOT
+from support.kafka import post_bytes, produce, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.process import PipelineThread, ROOT as PROJECT_ROOT
 
 from flagstream.streaming.kafka.broker import free_port
 from flagstream.contract.decisions import Decision, parse_decision
@@ -219,7 +219,7 @@ def test_console_keyboard_review_end_to_end(topics, tmp_path):
 
 
 def test_console_refuses_non_loopback_without_token(topics):
-    from tests.support.process import run_cli
+    from support.process import run_cli
 
     res = run_cli(["console", "--console-host", "0.0.0.0"], env=topics.env())
     err = res.stderr.decode()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.support.kafka import create_topics, produce, produce_posts, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
-from tests.support.process import PipelineThread, run_cli
+from support.kafka import create_topics, produce, produce_posts, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.process import PipelineThread, run_cli
 
 from flagstream.contract.dead_letters import read_dead_letter
 from flagstream.contract.decisions import Decision, ReviewRef, decision_record, parse_decision

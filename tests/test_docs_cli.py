@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from flagstream.cli import COMMANDS, build_parser
-from tests.support.process import ROOT as PROJECT_ROOT
+from support.process import ROOT as PROJECT_ROOT
 
 # Developer commands whose many tuning flags live in --help, not in the README table.
 FLAGS_IN_HELP_ONLY = {"train", "evaluate"}

@@ -8,7 +8,7 @@ fixed time, so what the budget allows is exact.
 from __future__ import annotations
 
 import pytest
-from tests.support.model import PROPAGANDA_TEXT
+from support.model import PROPAGANDA_TEXT
 
 from flagstream.streaming.loop.annotate import ExplainBudget, ReviewAnnotator
 

@@ -12,11 +12,11 @@ import time
 import pytest
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
-from tests.support.audit import audit
-from tests.support.kafka import create_topics
-from tests.support.process import StreamProcess, assert_running
-from tests.support.producer import PacedProducer
-from tests.support.topics import FAULT_SETTINGS, TopicSet
+from support.audit import audit
+from support.kafka import create_topics
+from support.process import StreamProcess, assert_running
+from support.producer import PacedProducer
+from support.topics import FAULT_SETTINGS, TopicSet
 
 OUTAGE_S = 15.0
 MAX_CPU_SHARE = 0.35  # of one core, averaged over the outage: backoff, not a busy loop

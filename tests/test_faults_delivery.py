@@ -28,12 +28,12 @@ from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointRecordsRe
 from flagstream.streaming.kafka.lifecycle import Backoff
 from flagstream.contract.dead_letters import read_dead_letter
 from flagstream.contract.records import OutRecord
-from tests.support.audit import wait_accounted
-from tests.support.kafka import broker_hides_aborted_records, metric_value, post_bytes, produce, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
-from tests.support.process import PipelineThread
-from tests.support.tcp_proxy import TcpProxy
-from tests.support.topics import TopicSet
+from support.audit import wait_accounted
+from support.kafka import broker_hides_aborted_records, metric_value, post_bytes, produce, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT
+from support.process import PipelineThread
+from support.tcp_proxy import TcpProxy
+from support.topics import TopicSet
 
 pytestmark = pytest.mark.timeout(240)
 

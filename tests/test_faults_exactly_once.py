@@ -28,13 +28,13 @@ from kafka import KafkaConsumer, KafkaProducer
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointTransactionTimeout
 from flagstream.contract.records import OutRecord
-from tests.support.audit import audit, wait_accounted
-from tests.support.kafka import broker_hides_aborted_records, post_bytes, produce
-from tests.support.model import BENIGN_TEXT
-from tests.support.process import PipelineThread
-from tests.support.producer import PacedProducer
-from tests.support.tcp_proxy import TcpProxy
-from tests.support.topics import TopicSet
+from support.audit import audit, wait_accounted
+from support.kafka import broker_hides_aborted_records, post_bytes, produce
+from support.model import BENIGN_TEXT
+from support.process import PipelineThread
+from support.producer import PacedProducer
+from support.tcp_proxy import TcpProxy
+from support.topics import TopicSet
 
 pytestmark = pytest.mark.timeout(300)
 BATCH = 25

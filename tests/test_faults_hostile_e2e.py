@@ -16,11 +16,11 @@ import time
 import pytest
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker
-from tests.support.audit import Audit, Collector, report, wait_until_seen
-from tests.support.kafka import read_all
-from tests.support.process import StreamProcess, assert_running, tail
-from tests.support.producer import PacedProducer
-from tests.support.topics import FAULT_SETTINGS, TopicSet
+from support.audit import Audit, Collector, report, wait_until_seen
+from support.kafka import read_all
+from support.process import StreamProcess, assert_running, tail
+from support.producer import PacedProducer
+from support.topics import FAULT_SETTINGS, TopicSet
 
 MAX_TEXT = 10_000
 MAX_BYTES = 1_000_000

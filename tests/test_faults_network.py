@@ -15,11 +15,11 @@ import time
 import pytest
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
-from tests.support.audit import Collector, audit, wait_until_seen, warm_up
-from tests.support.process import StreamProcess, assert_running, tail
-from tests.support.producer import PacedProducer
-from tests.support.tcp_proxy import TcpProxy
-from tests.support.topics import FAULT_SETTINGS, TopicSet
+from support.audit import Collector, audit, wait_until_seen, warm_up
+from support.process import StreamProcess, assert_running, tail
+from support.producer import PacedProducer
+from support.tcp_proxy import TcpProxy
+from support.topics import FAULT_SETTINGS, TopicSet
 
 BATCH = FAULT_SETTINGS["batch_size"]
 

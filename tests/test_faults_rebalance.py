@@ -13,10 +13,10 @@ import time
 import pytest
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker
-from tests.support.audit import Collector, audit, wait_until_seen, warm_up
-from tests.support.process import StreamProcess
-from tests.support.producer import PacedProducer
-from tests.support.topics import FAULT_SETTINGS, TopicSet
+from support.audit import Collector, audit, wait_until_seen, warm_up
+from support.process import StreamProcess
+from support.producer import PacedProducer
+from support.topics import FAULT_SETTINGS, TopicSet
 
 BATCH = FAULT_SETTINGS["batch_size"]
 

@@ -303,9 +303,9 @@ def _strict(value: bytes) -> dict:
 
 def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_model_dir, tmp_path) -> None:
     from flagstream.cli import main
-    from tests.support.audit import wait_accounted
-    from tests.support.kafka import produce
-    from tests.support.process import PipelineThread
+    from support.audit import wait_accounted
+    from support.kafka import produce
+    from support.process import PipelineThread
 
     corpus = hostile_corpus()
     assert all(b"\n" not in v and v.strip() for v in corpus)
@@ -361,6 +361,6 @@ def test_one_hostile_corpus_same_outcome_in_stream_and_rescore(topics, linear_mo
 
 
 def consume_review(topics) -> dict[str, dict]:
-    from tests.support.kafka import read_all
+    from support.kafka import read_all
 
     return {rec.key.decode(): _strict(rec.value) for rec in read_all(topics.bootstrap, topics.review)}

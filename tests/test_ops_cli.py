@@ -20,10 +20,10 @@ import pytest
 
 from flagstream.streaming.kafka.broker import free_port
 from flagstream.streaming.ops.review import format_pair, render_review
-from tests.support.audit import wait_accounted
-from tests.support.kafka import create_topics, post_bytes, produce, read_all, unique
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
-from tests.support.process import ROOT as PROJECT_ROOT, PipelineThread, run_cli
+from support.audit import wait_accounted
+from support.kafka import create_topics, post_bytes, produce, read_all, unique
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT
+from support.process import ROOT as PROJECT_ROOT, PipelineThread, run_cli
 
 pytestmark = pytest.mark.timeout(240)
 

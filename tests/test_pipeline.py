@@ -10,12 +10,12 @@ from kafka import KafkaAdminClient
 
 from flagstream.streaming.kafka.broker import EmbeddedBroker
 from flagstream.contract.dead_letters import read_dead_letter
-from tests.support.audit import duplicate_counts, source_offsets, wait_accounted
-from tests.support.kafka import post_bytes, produce, produce_posts, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
-from tests.support.process import PipelineThread, run_cli
-from tests.support.producer import PacedProducer
-from tests.support.topics import TopicSet
+from support.audit import duplicate_counts, source_offsets, wait_accounted
+from support.kafka import post_bytes, produce, produce_posts, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.process import PipelineThread, run_cli
+from support.producer import PacedProducer
+from support.topics import TopicSet
 
 pytestmark = pytest.mark.timeout(240)
 

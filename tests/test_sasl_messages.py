@@ -10,7 +10,7 @@ import pytest
 from flagstream.config import ConfigError, load_settings
 from flagstream.streaming.kafka.broker import free_port
 from flagstream.streaming.kafka.security import TransportSecurityError, ensure_transport
-from tests.support.tls import TlsFrontedBroker
+from support.tls import TlsFrontedBroker
 
 pytestmark = pytest.mark.timeout(120)
 

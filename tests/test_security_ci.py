@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.tls import missing_tool, running_in_ci
+from support.tls import missing_tool, running_in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "install-test-deps.sh"

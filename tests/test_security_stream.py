@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from flagstream.streaming.kafka.broker import free_port
-from tests.support.process import ROOT
-from tests.support.tls import CertBundle, Stunnel, TlsFrontedBroker, needs_stunnel, require_certs
-from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
+from support.process import ROOT
+from support.tls import CertBundle, Stunnel, TlsFrontedBroker, needs_stunnel, require_certs
+from support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
 
 pytestmark = pytest.mark.timeout(180)
 FAST_S = 15.0  # includes interpreter start and model load; the start-up timeout is 20 s
@@ -97,8 +97,8 @@ def test_stream_scores_over_tls(tmp_path, certs, linear_model_dir) -> None:
     from kafka import KafkaConsumer, KafkaProducer
 
     from flagstream.config import Settings
-    from tests.support.process import StreamProcess
-    from tests.support.topics import TopicSet
+    from support.process import StreamProcess
+    from support.topics import TopicSet
 
     broker_port = free_port()
     with Stunnel(certs, connect_port=broker_port, workdir=tmp_path) as tunnel:

@@ -29,9 +29,9 @@ from flagstream.streaming.kafka.security import (
     check_transport,
     ensure_transport,
 )
-from tests.support.tls import (CertBundle, Stunnel, TlsFrontedBroker, missing_tool, needs_stunnel, require_certs,
+from support.tls import (CertBundle, Stunnel, TlsFrontedBroker, missing_tool, needs_stunnel, require_certs,
                                require_stunnel, stunnel_binary)
-from tests.support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
+from support.tls import stunnel_present  # noqa: F401 - fixture behind needs_stunnel
 
 pytestmark = pytest.mark.timeout(120)
 

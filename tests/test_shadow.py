@@ -27,10 +27,10 @@ from flagstream.streaming.loop.checkpoint import RejectedOutput
 from flagstream.streaming.loop.routing import Router
 from flagstream.streaming.loop.shadow import Shadow
 from flagstream.streaming.loop.batch import Batch
-from tests.support.kafka import metric_value, post_bytes, produce, read_all
-from tests.support.model import post_text, thresholds_variant
-from tests.support.process import PipelineThread, run_cli
-from tests.support.topics import TopicSet
+from support.kafka import metric_value, post_bytes, produce, read_all
+from support.model import post_text, thresholds_variant
+from support.process import PipelineThread, run_cli
+from support.topics import TopicSet
 
 pytestmark = pytest.mark.timeout(300)
 LABELS = ("propaganda", "sectarian")

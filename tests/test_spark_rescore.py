@@ -35,7 +35,7 @@ from flagstream.classifier.archive.spark import (  # noqa: E402
     sha256_bytes,
     spark_session,
 )
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT  # noqa: E402
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_MODEL = ROOT / "models" / "flagstream-minilm"

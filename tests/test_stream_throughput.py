@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from tests.support.audit import wait_accounted
-from tests.support.kafka import metric_value, produce_posts
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
+from support.audit import wait_accounted
+from support.kafka import metric_value, produce_posts
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

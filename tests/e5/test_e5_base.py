@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from flagstream.classifier.bases.e5.fileformat import dequantize_q4_0
-from tests.e5.texts import EXCEPTIONS, MULTILINGUAL, ODD_UNICODE
+from e5.texts import EXCEPTIONS, MULTILINGUAL, ODD_UNICODE
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

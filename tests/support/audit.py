@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flagstream.contract.dead_letters import read_dead_letter
-from tests.support.kafka import read_all
-from tests.support.process import StreamProcess, assert_running
-from tests.support.producer import PacedProducer
+from support.kafka import read_all
+from support.process import StreamProcess, assert_running
+from support.producer import PacedProducer
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flagstream.streaming.kafka.broker import free_port
-from tests.support.kafka import metric_value
+from support.kafka import metric_value
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,14 +9,14 @@ import random
 import threading
 import time
 
-from tests.support.kafka import BIG, post_bytes
-from tests.support.model import make_post
+from support.kafka import BIG, post_bytes
+from support.model import make_post
 
 
 class PacedProducer(threading.Thread):
     """Publish posts at ``rate`` per second; ``sent`` holds the acknowledged ids, in order.
 
-    The posts are ``count`` generated ones (:func:`tests.support.model.make_post`, ids ``<prefix>000000``...),
+    The posts are ``count`` generated ones (:func:`support.model.make_post`, ids ``<prefix>000000``...),
     or ``posts`` as (id, text) pairs, or raw ``records`` as (key, value) pairs (the key is the id).
     ``published`` counts records handed to the client so far (acknowledged or not).
     """

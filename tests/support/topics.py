@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.kafka import create_topics, unique
+from support.kafka import create_topics, unique
 
 # Fault-suite defaults on top of the base settings: 4 partitions so members can split them, bigger
 # batches, one scoring thread per process (2 cores shared by several processes).
