@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from flagstream.classifier.manifest import read_manifest, sha256_file
-from tests.test_calibrate_decisions import cli, env_for, feed_topics, true_best, write_feed  # noqa: F401 (fixture)
+from test_calibrate_decisions import cli, env_for, feed_topics, true_best, write_feed  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -13,7 +13,7 @@ datasets = pytest.importorskip("datasets")
 import flagstream.classifier.inference.linear as linear  # noqa: E402
 from flagstream.classifier.evaluation import assess  # noqa: E402
 from flagstream.classifier.data.corpus import targets  # noqa: E402
-from tests.test_classifier_evaluate import _corpus  # noqa: E402
+from test_classifier_evaluate import _corpus  # noqa: E402
 
 
 @pytest.fixture()

