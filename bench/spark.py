@@ -105,10 +105,10 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
-    from flagstream.classifier.manifest import MANIFEST_NAME
+    from flagstream.classifier.manifest import MANIFEST_NAME, sha256_file
     from flagstream.classifier.archive.rows import InputRow, Limits
     from flagstream.classifier.archive.spark import (ModelSpec, _ship, executor_scorer, rescore_spark, score_rows,
-                                                     sha256_bytes, spark_session)
+                                                     spark_session)
 
     spark = spark_session(master, 4096)
     try:
@@ -120,7 +120,7 @@ def udf_compare(model: Path, src: Path, work: Path, master: str) -> dict:
 
         model = model.resolve()
         _ship(spark.sparkContext, model)
-        spec = ModelSpec(model.name, sha256_bytes(model / MANIFEST_NAME))
+        spec = ModelSpec(model.name, sha256_file(model / MANIFEST_NAME))
         df = spark.read.parquet(str(src)).repartition(2 * spark.sparkContext.defaultParallelism)
         # Flat output columns: pandas_udf cannot return the contract's nested structs with nulls (PySpark 4.3
         # turns a null struct into NaN and fails converting it), so this side writes less than the engine does.

@@ -64,6 +64,7 @@ class ModelManifest:
 
 
 def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks: the one file hash (manifests, the e5 image, Spark's model pin)."""
     h = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

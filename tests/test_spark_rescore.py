@@ -32,9 +32,9 @@ from flagstream.classifier.archive.spark import (  # noqa: E402
     ModelSpec,
     executor_scorer,
     rescore_spark,
-    sha256_bytes,
     spark_session,
 )
+from flagstream.classifier.manifest import sha256_file  # noqa: E402
 from support.model import BENIGN_TEXT, PROPAGANDA_TEXT, SECTARIAN_TEXT  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,7 @@ def test_one_model_load_per_worker_process_with_one_torch_thread(spark, linear_m
 
     sc = spark.sparkContext
     _ship(sc, Path(linear_model_dir).resolve())
-    spec = ModelSpec(Path(linear_model_dir).resolve().name, sha256_bytes(Path(linear_model_dir) / MANIFEST_NAME))
+    spec = ModelSpec(Path(linear_model_dir).resolve().name, sha256_file(Path(linear_model_dir) / MANIFEST_NAME))
 
     def probe(_):
         import os

