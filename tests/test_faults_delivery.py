@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from flagstream.classifier.inference.scoring import load_scorer
 from flagstream.streaming.kafka.broker import EmbeddedBroker, free_port
 from flagstream.streaming.loop.checkpoint import Checkpoint, CheckpointRecordsRejected
-from flagstream.streaming.kafka.lifecycle import Backoff
+from flagstream.streaming.kafka.clients import Backoff
 from flagstream.contract.dead_letters import read_dead_letter
 from flagstream.contract.records import OutRecord
 from support.audit import wait_accounted

@@ -110,6 +110,34 @@ def _short(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
+class Backoff:
+    """The one doubling backoff: ``first_s`` doubling to ``max_s``; :meth:`reset` after a success.
+
+    Used for broker reconnects (:func:`retry_until`, the producer rebuild) and for a rewound batch
+    after a failed checkpoint or an open breaker (:mod:`flagstream.streaming.loop.pipeline`).
+    """
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.first_s, self.max_s = first_s, max_s
+        self.failures = 0
+
+    @property
+    def delay_s(self) -> float:
+        return 0.0 if not self.failures else min(self.first_s * 2 ** (self.failures - 1), self.max_s)
+
+    def failed(self) -> float:
+        self.failures += 1
+        return self.delay_s
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    @property
+    def next_s(self) -> float:
+        """The wait the next failure will bring (``first_s`` before any failure)."""
+        return min(self.first_s * 2 ** self.failures, self.max_s)
+
+
 def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
                 should_stop: Callable[[], bool] = lambda: False, quiet: bool = False) -> T:
     """Call ``fn(attempt_timeout_s)`` until it stops raising :class:`BrokerUnavailable`.
@@ -120,12 +148,12 @@ def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
     ``startup_timeout_s`` the last :class:`BrokerUnavailable` is raised with the total time waited.
     """
     deadline = time.monotonic() + settings.startup_timeout_s
-    delay, attempt = 0.5, 0
+    backoff, attempt = Backoff(first_s=0.5, max_s=5.0), 0
     while True:
         attempt += 1
         remaining = deadline - time.monotonic()
         try:
-            return fn(max(0.5, min(2 * delay, 5.0, remaining)))
+            return fn(max(0.5, min(2 * backoff.next_s, 5.0, remaining)))
         except BrokerUnavailable as exc:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or should_stop():
@@ -133,15 +161,14 @@ def retry_until(what: str, fn: Callable[[float], T], settings: Settings,
                     f"broker at {settings.bootstrap_servers} unreachable after {settings.startup_timeout_s:g}s "
                     f"({attempt} attempts); check --bootstrap-servers and that the broker is running"
                 ) from None
-            wait = min(delay, remaining)
+            wait = min(backoff.failed(), remaining)
             log.log(logging.DEBUG if quiet else logging.WARNING, "broker unreachable, retrying", extra={"what": what, "bootstrap": settings.bootstrap_servers,
                                                                "attempt": attempt, "retry_in_s": round(wait, 2),
                                                                "error": str(exc)})
             time.sleep(wait)
-            delay = min(delay * 2, 5.0)
 
 
-__all__ = ["BrokerUnavailable", "make_consumer", "make_producer", "make_admin", "retry_until"]
+__all__ = ["Backoff", "BrokerUnavailable", "make_consumer", "make_producer", "make_admin", "retry_until"]
 
 
 def one_shot_consumer(settings: Settings, group_id: str | None = None) -> KafkaConsumer:

@@ -8,7 +8,6 @@
   and aborts the zombie's open transaction at ``init_transactions``, so ``read_committed`` readers are
   not held back until the broker's transaction timeout. Without ``instance_id`` the id is random per
   process (a warning says so at start).
-- :class:`Backoff`: the bounded, doubling wait after a retriable checkpoint failure.
 """
 
 from __future__ import annotations
@@ -23,30 +22,12 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
 from flagstream.errors import UserError
-from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+from flagstream.streaming.kafka.clients import (Backoff, BrokerUnavailable, make_admin, make_consumer, make_producer,
+                                                retry_until)
 from flagstream.streaming.kafka.security import ensure_transport
 from flagstream.streaming.kafka.topics import ensure_topics
 
 log = logging.getLogger(__name__)
-
-
-class Backoff:
-    """0.5 s doubling to ``max_s``; :meth:`reset` after a success."""
-
-    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
-        self.first_s, self.max_s = first_s, max_s
-        self.failures = 0
-
-    @property
-    def delay_s(self) -> float:
-        return 0.0 if not self.failures else min(self.first_s * 2 ** (self.failures - 1), self.max_s)
-
-    def failed(self) -> float:
-        self.failures += 1
-        return self.delay_s
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def transactional_id(settings: Any) -> str:
@@ -118,7 +99,7 @@ class Clients:
                 old.close(timeout=0)
             except Exception:  # noqa: BLE001
                 pass
-        delay = 0.5
+        backoff = Backoff(first_s=0.5, max_s=10.0)
         while True:
             try:
                 self.producer = self._build_producer(5.0)
@@ -128,9 +109,9 @@ class Clients:
                     # stopping while the broker is down: nothing can be delivered; exit without commit
                     raise UserError("stopped while the broker was unreachable; the uncommitted batch will be "
                                     "re-read") from None
+                delay = backoff.failed()
                 self._warn("producer", f"cannot create producer, retrying in {delay:g}s", error=str(exc))
                 self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
 
     def rewind(self, records: list[Any]) -> None:
         """Seek every still-assigned partition of ``records`` back to its first record (re-read them)."""
@@ -173,4 +154,4 @@ class Clients:
                 log.warning("producer close failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
 
-__all__ = ["Backoff", "Clients", "transactional_id"]
+__all__ = ["Clients", "transactional_id"]

@@ -47,11 +47,11 @@ from flagstream.streaming.loop.checkpoint import (
     CheckpointProduceFailed,
     CheckpointRecordsRejected,
 )
-from flagstream.streaming.kafka.clients import BrokerUnavailable
+from flagstream.streaming.kafka.clients import Backoff, BrokerUnavailable
 from flagstream.streaming.loop.health import BrokerProbe, Health, HealthServer
 from flagstream.streaming.loop.metrics import PipelineMetrics
 from flagstream.streaming.loop.progress import ProgressLog
-from flagstream.streaming.kafka.lifecycle import Backoff, Clients
+from flagstream.streaming.kafka.lifecycle import Clients
 from flagstream.streaming.loop.routing import Router
 from flagstream.streaming.loop.shadow import Shadow
 from flagstream.streaming.loop.batch import Batch, FailureBreaker, parse_batch, score_batch
