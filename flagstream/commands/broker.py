@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import threading
+
+from flagstream.streaming.signals import on_stop_signals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,11 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be within 0..65535, got {args.port}")
     stop = threading.Event()
 
-    def handler(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_stop_signals(lambda _name: stop.set())
     broker = EmbeddedBroker(port=args.port, host=args.host, log_path=Path(args.log_file) if args.log_file else None)
     try:
         broker.start()

@@ -167,7 +167,7 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
     model: promoting a candidate (pointing ``model`` at it, after ``--shadow-model`` if wanted) is a person's
     decision. A round that finds no decisions, or no broker, says so in one line and waits for the next.
     """
-    import signal
+    from flagstream.streaming.signals import on_stop_signals
     import threading
 
     from kafka.errors import KafkaError
@@ -181,11 +181,7 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
         raise UserError(f"--output {parent} is a file; with --watch it is the directory that collects candidates")
     stop = threading.Event()
 
-    def on_signal(signum: int, _frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    on_stop_signals(lambda _name: stop.set())
     rounds = 0
     while not stop.is_set():
         rounds += 1

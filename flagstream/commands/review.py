@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import sys
+
+from flagstream.streaming.signals import on_stop_signals
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,12 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _on_term(_signum: int, _frame: object) -> None:
+def _interrupt(_name: str) -> None:
     raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _on_term)  # first thing: a stop while still connecting is a clean stop too
+    on_stop_signals(_interrupt)  # first thing: a stop while still connecting is a clean stop too
     from kafka.errors import KafkaError
 
     from flagstream.errors import UserError

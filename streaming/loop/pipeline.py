@@ -418,10 +418,10 @@ class Pipeline:
 def install_signal_handlers(pipeline: Pipeline, on_second: Callable[[], None] | None = None) -> None:
     """SIGTERM/SIGINT: graceful stop; a second one exits at once (nothing committed, so nothing lost)."""
     import os
-    import signal
 
-    def handler(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
+    from flagstream.streaming.signals import on_stop_signals
+
+    def handler(name: str) -> None:
         if pipeline.stopping:
             log.warning("second signal: exiting now; the uncommitted batch will be re-read", extra={"signal": name})
             if on_second is not None:
@@ -429,8 +429,7 @@ def install_signal_handlers(pipeline: Pipeline, on_second: Callable[[], None] | 
             os._exit(130)
         pipeline.request_stop(f"signal {name}")
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    on_stop_signals(handler)
 
 
 __all__ = ["Pipeline", "PipelineStats", "install_signal_handlers"]

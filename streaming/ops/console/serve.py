@@ -6,7 +6,6 @@ Shared by ``flagstream console`` and ``flagstream demo`` (commands never import 
 from __future__ import annotations
 
 import contextlib
-import signal
 
 from flagstream.config import Settings
 
@@ -28,6 +27,7 @@ def serve_console(settings: Settings, reviewer: str, token: str | None, note: st
     from flagstream.streaming.ops.console.app import create_app, is_loopback
     from flagstream.streaming.ops.console.state import ReviewState
     from flagstream.streaming.kafka.topics import ensure_topics
+    from flagstream.streaming.signals import on_stop_signals
 
     host = settings.console_host
     port = settings.console_port or free_port(host if is_loopback(host) else "0.0.0.0")
@@ -57,14 +57,12 @@ def serve_console(settings: Settings, reviewer: str, token: str | None, note: st
     # Our own SIGINT/SIGTERM handling: uvicorn's re-raises the signal after its shutdown, which would end the
     # process before the consumers, producer (and, in the demo, pipeline and broker) are closed.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    previous = {sig: signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
+    restore_signals = on_stop_signals(lambda _name: setattr(server, "should_exit", True))
     print(f"review console at {console_url(host, port, token)}  ({note})", flush=True)
     try:
         server.run(sockets=[sock])
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        restore_signals()
         state.stop()
         consumer.close(autocommit=False)
         producer.close(timeout=10)
