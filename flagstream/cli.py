@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except UserError as exc:  # ConfigError, ModelDirError, TransportSecurityError, ...: one line
+    except UserError as exc:  # the one place a typed UserError (flagstream.errors) becomes one line
         message = redact(str(exc), secret_values(argv))
         print(f"flagstream {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from flagstream.classifier.archive.rows import InputRow, output_schema, to_parquet_row
 from flagstream.contract.records import Rejection
+from flagstream.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ PART_ROWS = 16_384  # rows per Parquet part file: the most a crash can cost on r
 BOM = b"\xef\xbb\xbf"
 
 
-class RescoreError(ValueError):
+class RescoreError(UserError, ValueError):
     """A problem with the files or options of a rescoring run, phrased for the user in one line."""
 
 

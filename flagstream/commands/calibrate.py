@@ -86,10 +86,7 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         raise UserError("--version cannot be given with --watch: each candidate gets the next free version")
     if not 0 < args.min_change < 1:
         raise UserError("--min-change must lie between 0 and 1")
-    try:
-        manifest = read_manifest(Path(settings.model))
-    except ModelDirError as exc:
-        raise UserError(str(exc)) from None
+    manifest = read_manifest(Path(settings.model))
     own = manifest.extra.get("target_precision")
     targets = parse_targets(args.target_precision if args.target_precision else (own if own else "0.90"))
     evidence = Evidence(min_decisions=args.min_decisions)
@@ -120,13 +117,9 @@ def _propose(settings: Any, manifest: Any, targets: dict[str, float], feed: str 
              evidence: Any) -> tuple[list[Any], dict[str, Any], str]:
     """Read the review and decisions topics, estimate, propose: (proposals, provenance, feed)."""
     from flagstream.classifier.feedback.thresholds import propose_all
-    from flagstream.streaming.kafka.clients import BrokerUnavailable
     from flagstream.streaming.ops.feedback import read_rows
 
-    try:
-        joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
     feeds = sorted({r.feed for r in joined.rows})
     if not joined.rows:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(joined.skipped.items())) or "none"

@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
             write_decision(producer, settings.decisions_topic, decision)
         finally:
             producer.close(timeout=10)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    except BrokerUnavailable:
+        raise  # already one line for the user (a UserError); not the KafkaError below
     except KafkaError as exc:
         raise UserError(f"writing to {settings.decisions_topic} failed: {type(exc).__name__}: {exc}") from None
     print(json.dumps(decision.as_dict(), ensure_ascii=False))

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.broker import BrokerError, EmbeddedBroker
+    from flagstream.streaming.kafka.broker import EmbeddedBroker
     from flagstream.streaming.kafka.clients import make_admin, make_consumer, make_producer
     from flagstream.streaming.logs import setup_logging
     from flagstream.streaming.loop.pipeline import Pipeline
@@ -73,10 +73,7 @@ def run(args: argparse.Namespace) -> int:
           + ", ".join(f"{k}={v:.2f}" for k, v in scorer.info.thresholds.items()))
 
     broker = EmbeddedBroker()
-    try:
-        broker.start()
-    except BrokerError as exc:
-        raise UserError(str(exc)) from None
+    broker.start()
     pipeline: Pipeline | None = None
     thread: threading.Thread | None = None
     errors: list[BaseException] = []

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_producer, one_shot_consumer, retry_until
+    from flagstream.streaming.kafka.clients import make_producer, one_shot_consumer, retry_until
     from flagstream.streaming.ops.dlq import already_replayed, render_entry, replay, select
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.ops.review import iter_topic
@@ -140,11 +140,8 @@ def run(args: argparse.Namespace) -> int:
         consumer.close(autocommit=False)
     producer = None
     if not args.dry_run and entries:
-        try:
-            producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings,
-                                   quiet=True)
-        except BrokerUnavailable as exc:
-            raise UserError(str(exc)) from None
+        producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings,
+                               quiet=True)
     try:
         result = replay(producer, target, entries, done, force=args.force)
     except KafkaError as exc:

@@ -27,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.labels import LABELS
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.clients import BrokerUnavailable
     from flagstream.streaming.ops.feedback import export_rows, read_topics
     from flagstream.streaming.logs import setup_logging
 
@@ -36,10 +35,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if not out.parent.is_dir():
         raise UserError(f"--output: directory {out.parent} does not exist")
-    try:
-        reviews, decisions = read_topics(settings)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    reviews, decisions = read_topics(settings)
     rows, skipped = export_rows(reviews, decisions, LABELS)
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:

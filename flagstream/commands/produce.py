@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_producer, retry_until
+    from flagstream.streaming.kafka.clients import make_admin, make_producer, retry_until
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.kafka.produce import publish, read_records
     from flagstream.streaming.kafka.topics import ensure_topics
@@ -33,15 +33,12 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format, kafka_level=one_shot_kafka_level(settings.log_level))
     topic = args.topic or settings.posts_topic
     records = list(read_records(args.file))  # read first: a bad file fails before any broker wait
+    admin = retry_until("topics", lambda t: make_admin(settings, t), settings, quiet=True)
     try:
-        admin = retry_until("topics", lambda t: make_admin(settings, t), settings, quiet=True)
-        try:
-            ensure_topics(settings, admin, [topic])
-        finally:
-            admin.close()
-        producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings, quiet=True)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+        ensure_topics(settings, admin, [topic])
+    finally:
+        admin.close()
+    producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings, quiet=True)
     try:
         result = publish(producer, topic, records)
     except KafkaError as exc:

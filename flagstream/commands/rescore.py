@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flagstream.classifier.archive.rescore import RescoreError, execute, parse_shard, plan_run
+    from flagstream.classifier.archive.rescore import execute, parse_shard, plan_run
     from flagstream.classifier.archive.rows import Limits
     from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.streaming.logs import setup_logging
@@ -61,17 +61,14 @@ def run(args: argparse.Namespace) -> int:
         return _run_spark(args, settings)
     if args.master or args.input_format:
         raise UserError("--master and --input-format apply to --engine spark only")
-    try:
-        # Files, columns and the resume record are checked before the (slow) model load.
-        plan = plan_run(args.input, args.output, resume=args.resume, shard=parse_shard(args.shard),
-                        keep_text=args.keep_text,
-                        limits=Limits(settings.max_text_chars, settings.max_message_bytes))
-        scorer = load_scorer(settings.model, settings.thresholds, manifest_sha256=settings.model_manifest_sha256,
-                             batch_size=settings.batch_size,
-                             threads=settings.scoring_threads or None, precision=settings.precision)
-        summary = execute(plan, scorer, block_rows=max(args.block_rows, settings.batch_size))
-    except RescoreError as exc:
-        raise UserError(str(exc)) from None
+    # Files, columns and the resume record are checked before the (slow) model load.
+    plan = plan_run(args.input, args.output, resume=args.resume, shard=parse_shard(args.shard),
+                    keep_text=args.keep_text,
+                    limits=Limits(settings.max_text_chars, settings.max_message_bytes))
+    scorer = load_scorer(settings.model, settings.thresholds, manifest_sha256=settings.model_manifest_sha256,
+                         batch_size=settings.batch_size,
+                         threads=settings.scoring_threads or None, precision=settings.precision)
+    summary = execute(plan, scorer, block_rows=max(args.block_rows, settings.batch_size))
     if args.summary_json:
         print(json.dumps(summary.as_dict(), allow_nan=False))
     else:
@@ -86,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_spark(args: argparse.Namespace, settings) -> int:
-    from flagstream.classifier.archive.rescore import RescoreError
     from flagstream.classifier.archive.rows import Limits
 
     if args.resume or args.shard:
@@ -96,15 +92,12 @@ def _run_spark(args: argparse.Namespace, settings) -> int:
         from flagstream.classifier.archive.spark import rescore_spark
     except ImportError:
         raise UserError("--engine spark needs PySpark: pip install 'flagstream[spark]' (and Java 17)") from None
-    try:
-        run = rescore_spark(
-            settings.model, str(args.input), str(args.output), master=args.master, thresholds=settings.thresholds,
-            precision=settings.precision, batch_size=settings.batch_size,
-            block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
-            limits=Limits(settings.max_text_chars, settings.max_message_bytes), fmt=args.input_format,
-        )
-    except RescoreError as exc:
-        raise UserError(str(exc)) from None
+    run = rescore_spark(
+        settings.model, str(args.input), str(args.output), master=args.master, thresholds=settings.thresholds,
+        precision=settings.precision, batch_size=settings.batch_size,
+        block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
+        limits=Limits(settings.max_text_chars, settings.max_message_bytes), fmt=args.input_format,
+    )
     summary = run.summary
     if args.summary_json:
         print(json.dumps({**summary.as_dict(), "engine": "spark", "master": run.master,

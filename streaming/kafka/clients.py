@@ -23,6 +23,7 @@ from kafka import errors as kafka_errors
 from kafka.errors import KafkaError
 
 from flagstream.config import Settings
+from flagstream.errors import UserError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -34,8 +35,8 @@ _NO_BROKERS: tuple[type[BaseException], ...] = tuple(
 PRODUCE_OVERHEAD_BYTES = 256 * 1024
 
 
-class BrokerUnavailable(RuntimeError):
-    """No broker answered within the time allowed."""
+class BrokerUnavailable(UserError):
+    """No broker answered within the time allowed (one line naming the address and what to check)."""
 
 
 def _bootstrap_ms(settings: Settings, timeout_s: float | None) -> int:
@@ -174,13 +175,9 @@ __all__ = ["Backoff", "BrokerUnavailable", "make_consumer", "make_producer", "ma
 def one_shot_consumer(settings: Settings, group_id: str | None = None) -> KafkaConsumer:
     """The consumer of a one-shot command (review, dlq, shadow-report): quiet retries, then a one-line error.
 
-    Such a command's whole output on an unreachable broker is that line (a :class:`UserError`), not retry
-    warnings or a traceback; ``group_id=None`` reads without joining or committing to any group.
+    Such a command's whole output on an unreachable broker is that line (:class:`BrokerUnavailable`, a
+    :class:`~flagstream.errors.UserError`), not retry warnings or a traceback; ``group_id=None`` reads without
+    joining or committing to any group.
     """
-    from flagstream.errors import UserError
-
-    try:
-        return retry_until("consumer", lambda t: make_consumer(settings, t, group_id=group_id), settings, quiet=True)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    return retry_until("consumer", lambda t: make_consumer(settings, t, group_id=group_id), settings, quiet=True)
 

@@ -47,11 +47,12 @@ from kafka.errors import (
 from kafka.structs import OffsetAndMetadata
 
 from flagstream.contract.records import OutRecord
+from flagstream.errors import FlagstreamError
 
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(FlagstreamError, RuntimeError):
     """A checkpoint could not be committed; its input offsets were NOT committed."""
 
 

