@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.clients import BrokerUnavailable, make_admin, make_consumer, make_producer, retry_until
+    from flagstream.streaming.kafka.clients import make_admin, make_consumer, make_producer, retry_until
     from flagstream.streaming.ops.decisions import build_decision, find_reviews, write_decision
     from flagstream.streaming.logs import setup_logging
     from flagstream.streaming.kafka.topics import ensure_topics
@@ -92,8 +92,6 @@ def run(args: argparse.Namespace) -> int:
             write_decision(producer, settings.decisions_topic, decision)
         finally:
             producer.close(timeout=10)
-    except BrokerUnavailable:
-        raise  # already one line for the user (a UserError); not the KafkaError below
     except KafkaError as exc:
         raise UserError(f"writing to {settings.decisions_topic} failed: {type(exc).__name__}: {exc}") from None
     print(json.dumps(decision.as_dict(), ensure_ascii=False))
