@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +77,8 @@ class ReviewAnnotator:
         self.budget = budget or ExplainBudget()
         self.clock = clock
         self.on_outcome = on_outcome or (lambda outcome, n: None)  # metrics: explained / cached / skipped_load
-        self.explain_seconds = 0.0  # total; the pipeline subtracts it from a batch's working time
+        self.explain_seconds = 0.0  # total; :meth:`settle` takes it out of a loop turn's working time
+        self._settled_s = 0.0  # explain_seconds at the last settle
         self.cost_per_post_s: float | None = None  # moving average of one post's explanation
         # Reposts repeat texts verbatim (a campaign, a redelivered batch): explain each (text, labels) once.
         self.cache: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
@@ -93,6 +94,23 @@ class ReviewAnnotator:
     def earn(self, idle_s: float, busy_s: float) -> None:
         """After each batch: the loop's wait for posts and its working time (explanations excluded)."""
         self.budget.earn(idle_s, busy_s)
+
+    def settle(self, waited_s: float, worked_s: float, backlog: bool) -> None:
+        """Pay the budget for one turn of the loop: its wait for posts and its working time, as measured outside.
+
+        The explanation time spent in the turn is this annotator's own, so it is taken out of ``worked_s`` here
+        (the loop keeps no clock of it). A full batch (``backlog``) means the wait was fetching, not spare time,
+        so it earns nothing.
+        """
+        explained_s = self.explain_seconds - self._settled_s
+        self._settled_s = self.explain_seconds
+        self.earn(idle_s=0.0 if backlog else waited_s, busy_s=worked_s - explained_s)
+
+    def annotate_batch(self, verdicts: Iterable[tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
+        """The loop's annotate step: review annotations (campaign, spans) for the flagged ``(record, verdict)`` pairs."""
+        labels = self.scorer.info.labels
+        return self.annotate([(v.post.id, v.post.text, rec.timestamp, list(v.labels), [v.scores[k] for k in labels])
+                              for rec, v in verdicts if v.flagged])
 
     def rebuild(self, settings: Settings, consumer: Any) -> None:
         """Replay the review topic into the campaign index (before the first batch)."""

@@ -1,11 +1,19 @@
-"""The streaming loop behind ``flagstream stream``: poll -> parse -> score -> route -> checkpoint.
+"""The streaming loop behind ``flagstream stream``: poll -> parse -> score -> annotate -> route -> checkpoint.
 
 ::
 
-    Batcher.next_batch ─► parse_batch ─► score_batch ─► FailureBreaker ─► [Shadow.score] ─► Router.route ─► Checkpoint.commit
-    (flagstream.streaming.loop.batching)  (flagstream.streaming.loop.batch: Post | Rejection, Verdict)    (flagstream.streaming.loop.shadow) (flagstream.streaming.loop.routing) (flagstream.streaming.loop.checkpoint)
-          ▲                                                                                        │
-          └───────────── a failed checkpoint rewinds to the batch, with backoff (flagstream.streaming.kafka.lifecycle) ┘
+    Batcher.next_batch ─► parse_batch ─► score_batch ─► FailureBreaker ─► [Shadow.score]
+          ▲                                                                    │
+          │            ┌───────────────────────────────────────────────────────┘
+          │            ▼
+          │   ReviewAnnotator.annotate_batch ─► Router.route ─► Checkpoint.commit
+          │                                                            │
+          └──── a failed checkpoint rewinds to the batch, with backoff ┘
+
+Modules, in that order: :mod:`flagstream.streaming.loop.batching`, :mod:`flagstream.streaming.loop.batch` (``Post`` |
+``Rejection``, ``Verdict``), :mod:`flagstream.streaming.loop.shadow`, :mod:`flagstream.streaming.loop.annotate`
+(campaigns and explanation spans, within its own time budget), :mod:`flagstream.streaming.loop.routing`,
+:mod:`flagstream.streaming.loop.checkpoint`; the backoff is :class:`flagstream.streaming.kafka.clients.Backoff`.
 
 Each step is a small unit in its own module; this one wires them, in turn, on the loop's thread.
 
@@ -26,7 +34,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from kafka import TopicPartition
@@ -154,7 +162,7 @@ class Pipeline:
         self.annotator = ReviewAnnotator.from_settings(  # issue 17: campaign + spans
             s, self.scorer, on_outcome=lambda outcome, n: self.metrics.explanations.labels(outcome=outcome).inc(n))
         self.shadow = Shadow.from_settings(s, info, self.shadow_scorer)  # issue 18: a candidate beside it
-        self.router = Router(s, info.thresholds, info.as_dict(), self.annotator, info.labels, self.shadow)
+        self.router = Router(s, info.thresholds, info.as_dict(), self.shadow)
         self.health.model_loaded = True
         self.metrics.set_model(info)
         if self.shadow is not None:
@@ -199,16 +207,12 @@ class Pipeline:
 
     def _paced(self, records: list[Any], waited_s: float) -> None:
         """``_process`` the batch, then pay the explanation budget: time waited for posts vs time worked."""
-        annotator = self.annotator
-        explained = annotator.explain_seconds if annotator is not None else 0.0
         t0 = self._clock()
         if records:
             self._process(records)
         took_s = self._clock() - t0
-        if annotator is not None:
-            # A full batch means a backlog: the poll's wait was fetching, not spare time, so it earns nothing.
-            idle_s = waited_s if len(records) < self.settings.batch_size else 0.0
-            annotator.earn(idle_s=idle_s, busy_s=took_s - (annotator.explain_seconds - explained))
+        if self.annotator is not None:
+            self.annotator.settle(waited_s, took_s, backlog=len(records) >= self.settings.batch_size)
         limit_s = self.settings.max_poll_interval_ms / 1000.0
         if took_s > SLOW_BATCH_SHARE * limit_s:
             # Past max_poll_interval_ms the group evicts this member: its commit is refused and the batch is
@@ -236,7 +240,8 @@ class Pipeline:
             self.metrics.breaker_open.set(0)
         if self.shadow is not None:  # after the served model and its breaker; never counts towards it
             self.shadow.score(batch, self._warn)
-        self._deliver(batch)
+        notes = self.annotator.annotate_batch(batch.verdicts) if self.annotator is not None else {}
+        self._deliver(batch, notes)
 
     def _hold(self, batch: Batch) -> None:
         """Breaker open: commit nothing, re-read the batch after a backoff, report not ready."""
@@ -255,14 +260,14 @@ class Pipeline:
         return Checkpoint(self.consumer, self.producer, exactly_once=s.exactly_once,
                           flush_timeout_s=s.request_timeout_ms / 1000, commit_timeout_ms=s.request_timeout_ms)
 
-    def _deliver(self, batch: Batch) -> None:
-        """Route the batch into a checkpoint and commit it; each failure has its one reaction."""
+    def _deliver(self, batch: Batch, notes: Mapping[str, Any]) -> None:
+        """Route the batch (with its review ``notes``) into a checkpoint and commit it; each failure has its one reaction."""
         assert self.router is not None
         for _ in range(MAX_REFUSAL_ROUNDS):
             cp = self._checkpoint()
             cp.carry(self._retry_commit)  # offsets of an earlier batch whose commit timed out
             try:
-                self.router.route(batch, cp)
+                self.router.route(batch, cp, notes)
                 committed = self._commit(cp, batch)
             except CheckpointRecordsRejected as exc:  # exactly_once: aborted; redo with those dead-lettered
                 self._refused(exc)

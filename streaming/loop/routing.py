@@ -11,7 +11,7 @@ back as :class:`~flagstream.streaming.loop.checkpoint.CheckpointRecordsRejected`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from flagstream.contract.dead_letters import dead_letter_record
@@ -33,24 +33,20 @@ class Router:
     """Knows the output topics and the model; :meth:`route` fills one checkpoint from one batch."""
 
     def __init__(self, settings: Any, thresholds: Mapping[str, float], model: Mapping[str, str],
-                 annotator: Any = None, labels: Sequence[str] = (), shadow: Any = None) -> None:
+                 shadow: Any = None) -> None:
         self.s = settings
         self.shadow = shadow  # flagstream.streaming.loop.shadow.Shadow: a candidate's verdicts to the shadow topic, or None
         self.thresholds, self.model = thresholds, model
-        self.annotator, self.labels = annotator, tuple(labels)  # review annotations (flagstream.streaming.loop.annotate)
         # issue 18: a known-probability sample of unflagged posts also goes to review (flagstream.streaming.loop.audit)
         self.audit = AuditPolicy.from_settings(settings) if hasattr(settings, "audit_rate") else AuditPolicy(0.0, 0.0)
 
     def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
         """Produce every output of ``batch`` and store its offsets; returns the flagged counts per label.
 
-        ``notes``: review annotations per post id (campaign, spans: :mod:`flagstream.streaming.loop.annotate`).
+        ``notes``: review annotations per post id (campaign, spans), made by the loop's annotate step
+        (:meth:`flagstream.streaming.loop.annotate.ReviewAnnotator.annotate_batch`) before routing.
         """
         s = self.s
-        if notes is None and self.annotator is not None:
-            notes = self.annotator.annotate([(v.post.id, v.post.text, rec.timestamp, list(v.labels),
-                                              [v.scores[k] for k in self.labels])
-                                             for rec, v in batch.verdicts if v.flagged])
         notes = notes or {}
         now = now_iso()
         flagged: Counter = Counter()
