@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.normalize import normalize_text
     from flagstream.classifier.inference.runtime import InferenceEngine
-    from flagstream.classifier.inference.transformer import MultiLabelEncoder, load_model
+    from flagstream.classifier.bases.encoder import MultiLabelEncoder
+    from flagstream.classifier.inference.transformer import load_model
 
     hf_logging.set_verbosity_error()
     logging.getLogger("transformers.pipelines.base").setLevel(logging.CRITICAL)

@@ -7,7 +7,7 @@ rescaled so scores spread over (0, 1) like a trained model's and parity numbers 
 
 The baseline is ``transformers.pipeline("text-classification")`` over the *same merged fp32 weights*:
 :class:`MeanPoolClassifier` is the model re-expressed as a ``PreTrainedModel`` (the pipeline needs one),
-computing exactly what ``flagstream.classifier.inference.transformer.MultiLabelEncoder`` computes.
+computing exactly what ``flagstream.classifier.bases.encoder.MultiLabelEncoder`` computes.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from flagstream.classifier.manifest import ModelManifest, read_manifest, write_manifest
-from flagstream.classifier.inference.transformer import MultiLabelEncoder, load_base, load_model, save_weights
+from flagstream.classifier.bases.encoder import MultiLabelEncoder
+from flagstream.classifier.bases.minilm import load_base, save_weights
+from flagstream.classifier.inference.transformer import load_model
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "models" / "flagstream-minilm"

@@ -44,7 +44,7 @@ def test_fit_and_save_writes_a_loadable_verified_model(tmp_path):
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
     from flagstream.classifier.data.corpus import targets
-    from flagstream.classifier.inference.transformer import load_base
+    from flagstream.classifier.bases.minilm import load_base
 
     ds = _tiny()
     cfg = TrainConfig(max_steps=4, batch_size=8, max_length=16, checkpoint_every=2)

@@ -117,7 +117,7 @@ SHIPPED = Path(__file__).resolve().parent.parent / "models" / "flagstream-minilm
 
 
 def test_shipped_manifest_fingerprints_every_base_file_in_full() -> None:
-    from flagstream.classifier.inference.transformer import base_dir
+    from flagstream.classifier.bases.minilm import base_dir
 
     extra = read_manifest(SHIPPED).extra
     files = extra["base_files"]
@@ -131,9 +131,9 @@ def test_shipped_manifest_fingerprints_every_base_file_in_full() -> None:
 @pytest.fixture()
 def base_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The packaged base, copied (its 90 MB weights symlinked, never written), as base_dir()."""
-    import flagstream.classifier.inference.transformer as transformer
+    from flagstream.classifier.bases import minilm
 
-    src = transformer.base_dir()
+    src = minilm.base_dir()
     dst = tmp_path / "base"
     for p in src.rglob("*"):
         if p.is_file():
@@ -143,12 +143,12 @@ def base_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 target.symlink_to(p)
             else:
                 target.write_bytes(p.read_bytes())
-    monkeypatch.setattr(transformer, "base_dir", lambda: dst)
+    monkeypatch.setattr(minilm, "base_dir", lambda: dst)
     return dst
 
 
 def test_a_changed_tokenizer_or_config_in_the_base_is_refused(base_copy: Path) -> None:
-    from flagstream.classifier.inference.transformer import verify_base
+    from flagstream.classifier.bases.minilm import verify_base
 
     manifest = read_manifest(SHIPPED)
     verify_base(manifest)  # the copy is the base the model was trained on
@@ -168,7 +168,7 @@ def test_a_manifest_without_whole_base_fingerprints_is_refused(tmp_path: Path) -
     import json
     import shutil
 
-    from flagstream.classifier.inference.transformer import verify_base
+    from flagstream.classifier.bases.minilm import verify_base
 
     legacy = tmp_path / "legacy"
     shutil.copytree(SHIPPED, legacy)

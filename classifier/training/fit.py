@@ -67,18 +67,9 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     from flagstream.classifier.manifest import ModelManifest, write_manifest
     from flagstream.classifier.training.train import Trainer
     from flagstream.classifier.bases import registry as bases
-    from flagstream.classifier.inference.transformer import BASE_NAME, base_files, config_hash, save_weights
+    from flagstream.classifier.inference.transformer import config_hash
 
-    base_extra: dict[str, Any] = {}
-    if base == "me5":  # the multilingual base: same recipe, another encoder and a LoRA adapter (classifier/bases/e5)
-        from flagstream.classifier.bases.e5 import base as e5_base
-        from flagstream.classifier.bases.e5 import model as e5_model
-
-        BASE_NAME = e5_base.BASE_NAME  # noqa: N806
-        save_weights = e5_model.save_weights
-        base_files = lambda: {}  # noqa: E731  (the e5 loader checks base_sha256_16 instead)
-        base_extra = {"base_kind": e5_model.BASE_KIND, "base_sha256_16": e5_base.fingerprint(), **e5_model.describe(),
-                      "storage": "LoRA adapters + LayerNorms + biases (fp32); embeddings frozen"}
+    encoder_base = bases.get(base)  # the one registry: its weights format, file digests and manifest fields
 
     train = ds.filter(lambda s: s == "train", input_columns="split")
     # Thresholds and temperatures are fitted on trusted labels only (no rule-labelled ISIS rows).
@@ -89,7 +80,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         val = val.shuffle(seed=13).select(range(val_rows))
     targets = parse_targets(target_precision)
     y_train = targets_of(train)
-    model, tokenizer = bases.load_base(base, len(LABELS), seed=cfg.seed)
+    model, tokenizer = encoder_base.load_base(len(LABELS), seed=cfg.seed)
     trainer = Trainer(model, tokenizer, cfg, run_dir)
     fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume,
                       progress=progress)
@@ -101,18 +92,18 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     for old in output.iterdir():
         if old.is_file() and old.name not in ("MODEL_CARD.md",):
             old.unlink()
-    save_weights(model, output)
+    encoder_base.save_weights(model, output)
     data_hash = data_fingerprint(list(train["text"]), y_train)
     cfg_hash = config_hash(cfg.as_dict())
     extra = {
         "max_length": cfg.max_length, "temperatures": temps, "target_precision": targets,
         "train_config": cfg.as_dict(), "config_hash": cfg_hash, "data_hash": data_hash,
-        "base_files": base_files(), "training": fit, "validation": val_metrics,
+        "base_files": encoder_base.base_files(), "training": fit, "validation": val_metrics,
         "data_summary": data_summary or {}, "calibration_rows": len(val), "threshold_policy": threshold_policy,
-        "storage": "bf16 deltas from the packaged base; word embeddings frozen", **base_extra,
+        "storage": "bf16 deltas from the packaged base; word embeddings frozen", **encoder_base.manifest_extra(),
     }
     manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
-                             thresholds=thresholds, base=BASE_NAME, extra=extra)
+                             thresholds=thresholds, base=encoder_base.BASE_NAME, extra=extra)
     write_manifest(output, manifest)
     return {"output": str(output), "thresholds": thresholds, "validation": val_metrics, "training": fit,
             "data_hash": data_hash, "config_hash": cfg_hash}

@@ -1,4 +1,4 @@
-"""The trainer: fine-tunes a :class:`~flagstream.classifier.inference.transformer.MultiLabelEncoder` on (text, targets, weight).
+"""The trainer: fine-tunes a :class:`~flagstream.classifier.bases.encoder.MultiLabelEncoder` on (text, targets, weight).
 
 Kept apart from the model (``transformer.py``) and from evaluation (``evaluate.py``): it knows about
 batches, masked multi-label loss, the schedule, seeds and checkpoints, nothing about sources or

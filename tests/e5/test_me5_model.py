@@ -67,7 +67,7 @@ def test_merge_equals_lora_forward(e5_base_dir):
         want = model(**enc).logits
         plain = _plain_encoder()
         merge_adapter(plain, trainable_state(model), 8 / 4)
-        from flagstream.classifier.inference.transformer import MultiLabelEncoder
+        from flagstream.classifier.bases.encoder import MultiLabelEncoder
 
         merged = MultiLabelEncoder(plain, 2)
         merged.head.load_state_dict(model.head.state_dict())

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from flagstream.classifier.bases.e5.base import BASE_NAME, base_dir, fingerprint
+from flagstream.classifier.bases.encoder import HEAD_FILE, MultiLabelEncoder
 from flagstream.classifier.manifest import ModelDirError, ModelManifest
-from flagstream.classifier.inference.transformer import HEAD_FILE, MultiLabelEncoder
 
+NAME = "me5"  # the --base name
 ADAPTER_FILE = "adapter.safetensors"
 BASE_KIND = "e5"
 LORA_RANK = 16
@@ -36,6 +37,7 @@ TRAIN_LAYERS = tuple(range(6, 12))
 # with calibration; a LoRA adapter wants a larger learning rate than a full fine-tune; calibration on a seeded
 # 3,000-row validation sample, as the forward pass costs 12 layers.
 RECIPE = {"max_steps": 1900, "max_length": 64, "lr": 3e-4, "time_budget_min": 85.0, "val_rows": 3000}
+MAX_LENGTH = RECIPE["max_length"]
 _LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 # Besides the adapters: LayerNorms and biases train in full (tiny); word/position/type embeddings stay frozen.
 _FULL = re.compile(r"(LayerNorm\.(weight|bias)|\.bias)$")
@@ -146,3 +148,14 @@ def is_me5(manifest: ModelManifest) -> bool:
 
 def describe() -> dict[str, Any]:
     return {"base": BASE_NAME, "lora_rank": LORA_RANK, "lora_targets": list(LORA_TARGETS), "lora_layers": list(TRAIN_LAYERS)}
+
+
+def base_files() -> dict[str, str]:
+    """None recorded: the e5 loader checks the image's ``base_sha256_16`` (:func:`manifest_extra`) instead."""
+    return {}
+
+
+def manifest_extra() -> dict[str, Any]:
+    """Manifest ``extra`` fields a flagstream-me5 model carries (base kind, image fingerprint, LoRA shape)."""
+    return {"base_kind": BASE_KIND, "base_sha256_16": fingerprint(), **describe(),
+            "storage": "LoRA adapters + LayerNorms + biases (fp32); embeddings frozen"}
