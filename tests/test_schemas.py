@@ -160,8 +160,8 @@ def test_table_rows_and_json_bytes_get_the_same_verdict(obj):
 def test_review_record_contract():
     post = parse(json.dumps({"id": "p9", "text": "txt", "lang": "fr", "meta": {"k": 1}, "other": True}).encode())
     rec = review_record(post, Source("posts", 2, 41, 1_700_000_000_123), {"propaganda": 0.9, "sectarian": 0.1},
-                                ["propaganda"], {"propaganda": 0.5, "sectarian": 0.6}, {"name": "m", "version": "2"},
-                                flagged_at="2026-01-01T00:00:00.000Z")
+                        ["propaganda"], {"propaganda": 0.5, "sectarian": 0.6}, {"name": "m", "version": "2"},
+                        flagged_at="2026-01-01T00:00:00.000Z")
     assert rec.key == b"p9"
     body = json.loads(rec.value)
     assert body == {
@@ -176,7 +176,7 @@ def test_review_record_contract():
 def test_scores_record_contract():
     post = parse(b'{"id": "p1", "text": "t"}')
     rec = scores_record(post, Source("posts", 0, 3, None), {"a": 0.1}, [], {"name": "m", "version": "1"},
-                                scored_at="X")
+                        scored_at="X")
     assert rec.key == b"p1"
     assert json.loads(rec.value) == {"id": "p1", "scores": {"a": 0.1}, "labels": [], "model": {"name": "m", "version": "1"},
                                      "source": {"topic": "posts", "partition": 0, "offset": 3, "timestamp": None},
@@ -187,7 +187,7 @@ def test_dead_letter_keeps_key_bytes_and_headers():
     value = b"\xff not utf8"
     rej = parse(value)
     rec = dead_letter_record(b"\x00key", value, [("trace", b"abc"), ("flagstream.error", b"spoof")], rej,
-                                     Source("posts", 1, 7, 123), max_message_bytes=2048)
+                             Source("posts", 1, 7, 123), max_message_bytes=2048)
     assert rec.key == b"\x00key" and rec.value == value
     assert rec.headers[0] == ("trace", b"abc")
     assert [k for k, _ in rec.headers].count("flagstream.error") == 1

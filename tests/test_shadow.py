@@ -249,9 +249,9 @@ def test_a_refused_shadow_record_drops_only_itself(linear_model_dir):
 def test_shadow_record_round_trip():
     src = Source("forum", 2, 41, 1_700_000_000_000)
     served = ShadowSide({"name": "m", "version": "1"}, {"propaganda": 0.7, "sectarian": 0.2},
-                                ("propaganda",), {"propaganda": 0.5, "sectarian": 0.5})
+                        ("propaganda",), {"propaganda": 0.5, "sectarian": 0.5})
     cand = ShadowSide({"name": "m", "version": "2"}, {"propaganda": 0.7, "sectarian": 0.2},
-                              ("sectarian",), {"propaganda": 0.8, "sectarian": 0.1})
+                      ("sectarian",), {"propaganda": 0.8, "sectarian": 0.1})
     out = shadow_record(ShadowRecord("p1", src, served, cand, "2026-12-03T00:00:00.000Z"))
     body = json.loads(out.value)
     assert body["newly_flagged"] == ["sectarian"] and body["newly_unflagged"] == ["propaganda"]
@@ -295,7 +295,7 @@ def test_report_counts_each_post_once_per_pair_and_keeps_failures_apart():
         served = ShadowSide({"name": "m", "version": "1"}, scores, tuple(served_labels), thr)
         cand = (ShadowSide({"name": "m", "version": cand_version}, None, (), thr, SHADOW_FAILED)
                 if failed else ShadowSide({"name": "m", "version": cand_version}, scores, tuple(cand_labels),
-                                                  {"propaganda": 0.5, "sectarian": 0.3}))
+                                          {"propaganda": 0.5, "sectarian": 0.3}))
         value = shadow_record(ShadowRecord(pid, Source(feed, 0, offset, ts), served, cand)).value
         return SimpleNamespace(value=value, timestamp=ts)
 

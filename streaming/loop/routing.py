@@ -57,7 +57,7 @@ class Router:
             out: list[tuple[str, OutRecord]] = []
             if verdict.flagged:
                 review = bounded_review_record(verdict, src, self.thresholds, self.model,
-                                                       s.max_message_bytes, now, notes.get(verdict.post.id))
+                                               s.max_message_bytes, now, notes.get(verdict.post.id))
                 if review is None:
                     too_large.add(id(rec))
                     continue
@@ -68,14 +68,14 @@ class Router:
                     out.append((s.review_topic, audited(review, fields)))
             if s.scores_enabled:
                 out.insert(0, (s.scores_topic, scores_record(verdict.post, src, verdict.scores,
-                                                                     verdict.labels, self.model, now)))
+                                                             verdict.labels, self.model, now)))
             if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
                 out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
                                                                   now)))
             outputs.append((rec, out))
         if too_large:
             batch.reject(too_large, Rejection("output_too_large",
-                                                      TOO_LARGE_REASON.format(limit=s.max_message_bytes)))
+                                              TOO_LARGE_REASON.format(limit=s.max_message_bytes)))
         for rec, out in outputs:
             if id(rec) in too_large:
                 continue
@@ -93,7 +93,7 @@ class Router:
                     bare: bool = False) -> OutRecord:
         """``bare``: without the original value (size and SHA-256 stay in headers): always small enough."""
         return dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec),
-                                          0 if bare else self.s.max_message_bytes, now)
+                                  0 if bare else self.s.max_message_bytes, now)
 
     def refused(self, rejected: list[RejectedOutput], batch: Batch) -> list[Any]:
         """Mark the inputs whose outputs were refused for good; returns them, to dead-letter.

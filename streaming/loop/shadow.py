@@ -94,7 +94,7 @@ class Shadow:
             for rec, verdict in batch.verdicts:
                 row = [verdict.scores[label] for label in info.labels]
                 batch.shadow[id(rec)] = ShadowSide(self.model, dict(verdict.scores),
-                                                           tuple(flagged_labels(row, info)), info.thresholds)
+                                                   tuple(flagged_labels(row, info)), info.thresholds)
             return
         try:
             rows = score_isolating_failures(self.scorer, [v.post.text for _, v in batch.verdicts], on_batch_error)
@@ -107,7 +107,7 @@ class Shadow:
                 batch.shadow[id(rec)] = ShadowSide(self.model, None, (), info.thresholds, SHADOW_FAILED)
             else:
                 batch.shadow[id(rec)] = ShadowSide(self.model, scores_dict(row, info),
-                                                           tuple(flagged_labels(row, info)), info.thresholds)
+                                                   tuple(flagged_labels(row, info)), info.thresholds)
 
     def record(self, verdict: Verdict, source: Source, side: ShadowSide,
                served_model: Any, served_thresholds: Any, now: str) -> OutRecord:
