@@ -158,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None, help="labelled data (default: the settings' data_dir)")
     parser.add_argument("--loso-target", type=float, default=0.01, help="target FPR of the LOSO check (default 0.01)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--val-rows", type=int, default=0,
+                        help="score a seeded sample of at most N validation rows (default 0 = all; for smoke runs)")
     args = parser.parse_args(argv)
     from flagstream.classifier.assess import load
     from flagstream.classifier.data import targets
@@ -179,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         scorer = load_scorer(args.model)
         data_dir = args.data_dir or load_settings().data_dir
         val = trusted(load(data_dir), "val")
+        if args.val_rows and len(val) > args.val_rows:
+            val = val.shuffle(seed=13).select(range(args.val_rows))
     except (ModelDirError, UserError) as exc:
         print(f"operating_points: error: {exc}", file=sys.stderr)
         return 2
