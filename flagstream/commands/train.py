@@ -46,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default="pooled",
                    help="how validation picks thresholds: pooled (every row once) or source_balanced (every source "
-                        "the same weight; bench/threshold_policy.py measures both on unseen sources)")
+                        "the same weight), both for --target-precision; or benign_fpr (per label, the threshold "
+                        "flagging --target-fpr of the benign reference pool; use --val-rows 0 so the pool is large)")
     p.add_argument("--target-fpr", default=None,
                    help="with --threshold-policy benign_fpr: the false-positive rate on the benign reference pool "
                         "(one number, or propaganda=0.01,sectarian=0.01; default 0.01)")
