@@ -175,6 +175,35 @@ def threshold_for_fpr(probs: np.ndarray, benign: np.ndarray, target: float) -> t
     return thr, float((s >= thr).mean()), n
 
 
+MIN_LANG_POOL = 200  # benign rows a language needs before its own false-positive rate constrains a threshold
+
+
+def threshold_for_fpr_each_lang(probs: np.ndarray, benign: np.ndarray, langs: Any, target: float,
+                                min_rows: int = MIN_LANG_POOL) -> tuple[float, float, int, dict[str, dict[str, Any]]]:
+    """One threshold keeping the benign FPR at or below ``target`` in the pool AND in every language with at least
+    ``min_rows`` benign rows -> (threshold, pooled benign FPR, pool rows, per-language FPR and rows).
+
+    Why: a pooled rate is dominated by the language with the most benign rows (English), and can leave another
+    language's benign posts flagged at several times the target. The strictest per-language threshold is still one
+    number, so the scorer needs no language (the same bytes still get the same verdict in stream and rescore).
+
+    Raises:
+        ValueError: as :func:`threshold_for_fpr`.
+    """
+    benign = np.asarray(benign, dtype=bool)
+    langs = np.asarray(langs)
+    thr, _, n = threshold_for_fpr(probs, benign, target)
+    for lg in sorted(set(langs[benign].tolist())):
+        m = benign & (langs == lg)
+        if m.sum() >= min_rows:
+            thr = max(thr, threshold_for_fpr(probs, m, target)[0])
+    p = np.asarray(probs, dtype=np.float64)
+    per = {lg: {"fpr": float((p[benign & (langs == lg)] >= thr).mean()), "rows": int((benign & (langs == lg)).sum()),
+                "constrains": bool((benign & (langs == lg)).sum() >= min_rows)}
+           for lg in sorted(set(langs[benign].tolist()))}
+    return thr, float((p[benign] >= thr).mean()), n, per
+
+
 def benign_mask(sources: Any, metas: Any, y: np.ndarray) -> np.ndarray:
     """Rows of the benign reference pool (:func:`classifier.sources.is_benign_reference`) whose label is 0."""
     from flagstream.classifier.sources import is_benign_reference
@@ -230,7 +259,8 @@ def parse_fpr_targets(value: str | float | dict[str, float] | None, default: flo
     return out
 
 
-THRESHOLD_POLICIES = ("pooled", "source_balanced", "benign_fpr")
+THRESHOLD_POLICIES = ("pooled", "source_balanced", "benign_fpr", "benign_fpr_each_lang")
+FPR_POLICIES = ("benign_fpr", "benign_fpr_each_lang")
 
 
 def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: dict[str, float],
@@ -244,7 +274,9 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
     on the largest ones (bench/threshold_policy.py measures which travels better to unseen sources);
     ``benign_fpr`` picks, per label, the threshold whose false-positive rate on the validation rows of the benign
     reference pool (:data:`classifier.sources.BENIGN_REFERENCE`) is ``target_fpr[label]`` (default 0.01), one
-    pooled threshold for every language (the scorer does not know a post's language)."""
+    pooled threshold for every language (the scorer does not know a post's language); ``benign_fpr_each_lang``
+    the same, but the rate must also hold in every language with enough benign rows
+    (:func:`threshold_for_fpr_each_lang`)."""
     if policy not in THRESHOLD_POLICIES:
         raise ValueError(f"threshold policy must be one of {', '.join(THRESHOLD_POLICIES)}, got {policy!r}")
     from flagstream.classifier.data import targets as targets_of
@@ -256,15 +288,19 @@ def calibrate(model: Any, tokenizer: Any, val: Any, max_length: int, targets: di
     temps = [fit_temperature(z_val[:, j], y_val[:, j]) for j in range(len(LABELS))]
     p_val = probabilities(z_val, temps)
     thresholds, val_metrics = {}, {}
-    fpr_targets = parse_fpr_targets(target_fpr) if policy == "benign_fpr" else {}
+    fpr_targets = parse_fpr_targets(target_fpr) if policy in FPR_POLICIES else {}
     for j, lab in enumerate(LABELS):
         extra: dict[str, Any] = {}
-        if policy == "benign_fpr":
+        if policy in FPR_POLICIES:
             pool = benign_mask(val["source"], val["meta"], y_val[:, j])
-            thr, fpr, n_pool = threshold_for_fpr(p_val[:, j], pool, fpr_targets[lab])
+            if policy == "benign_fpr_each_lang":
+                thr, fpr, n_pool, per_lang = threshold_for_fpr_each_lang(p_val[:, j], pool, val["lang"], fpr_targets[lab])
+                extra["benign_fpr_per_lang"] = per_lang
+            else:
+                thr, fpr, n_pool = threshold_for_fpr(p_val[:, j], pool, fpr_targets[lab])
             prec, rec = precision_recall_at(p_val[:, j], y_val[:, j], thr)
             thr = float(np.ceil(thr * 1e6) / 1e6)  # rounded up, so the stored threshold never flags more
-            extra = {"target_fpr": fpr_targets[lab], "benign_fpr": fpr, "benign_rows": n_pool}
+            extra.update(target_fpr=fpr_targets[lab], benign_fpr=fpr, benign_rows=n_pool)
         else:
             w = source_balanced_weights(np.asarray(val["source"]), y_val[:, j]) if policy == "source_balanced" else None
             thr, prec, rec = threshold_for_precision(p_val[:, j], y_val[:, j], targets[lab], w)

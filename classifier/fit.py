@@ -129,7 +129,7 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     }
     if init_ref:
         extra["init_from"] = init_ref
-    if threshold_policy == "benign_fpr":
+    if threshold_policy.startswith("benign_fpr"):
         extra["target_fpr"] = {lab: m.get("target_fpr") for lab, m in val_metrics.items()}
     manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
                              thresholds=thresholds, base=BASE_NAME, extra=extra)
@@ -198,7 +198,7 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
                  calibrated_from=f"{manifest.name}@{manifest.version}", threshold_policy=threshold_policy,
                  calibration_rows=len(val))
-    if threshold_policy == "benign_fpr":
+    if threshold_policy.startswith("benign_fpr"):
         extra["target_fpr"] = {lab: m.get("target_fpr") for lab, m in val_metrics.items()}
     manifest.version, manifest.thresholds, manifest.extra = version, thresholds, extra
     manifest.files, manifest.created_at, manifest.root = {}, "", None

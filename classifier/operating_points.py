@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from flagstream.classifier.calibration import benign_mask, threshold_for_fpr
+from flagstream.classifier.calibration import benign_mask, threshold_for_fpr, threshold_for_fpr_each_lang
 from flagstream.classifier.labels import LABELS
 
 FPR_GRID = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.10)
@@ -53,8 +53,10 @@ def fpr_recall_table(p: np.ndarray, y: np.ndarray, pool: np.ndarray, langs: np.n
     for target in grid:
         thr, fpr, n_pool = threshold_for_fpr(p, pool, target)
         flags = p >= thr
+        thr_lang = threshold_for_fpr_each_lang(p, pool, langs, target)[0]
         row: dict[str, Any] = {"target_fpr": target, "threshold": thr, "benign_fpr": fpr, "benign_rows": n_pool,
-                               "recall": _rate(flags, y == 1), "per_lang": {}}
+                               "recall": _rate(flags, y == 1), "per_lang": {}, "threshold_each_lang": thr_lang,
+                               "recall_each_lang": _rate(p >= thr_lang, y == 1)}
         for lg in LANGS:
             m = langs == lg
             row["per_lang"][lg] = {"fpr": _rate(flags, pool & m), "recall": _rate(flags, (y == 1) & m)}
@@ -108,13 +110,15 @@ def markdown(model: str, results: dict[str, Any], loso_target: float) -> str:
     for lab in LABELS:
         r = results[lab]
         lines += [f"## {lab}", "", "### Target FPR -> recall per language (validation)", "",
-                  "| target FPR | threshold | pool FPR | recall all | " + " | ".join(f"{lg} FPR | {lg} recall" for lg in LANGS) + " |",
-                  "|---|---|---|---|" + "---|---|" * len(LANGS)]
+                  "| target FPR | threshold | pool FPR | recall all | " + " | ".join(f"{lg} FPR | {lg} recall" for lg in LANGS)
+                  + " | each-language threshold | its recall all |",
+                  "|---|---|---|---|" + "---|---|" * len(LANGS) + "---|---|"]
         for row in r["table"]:
             cells = " | ".join(f"{_fmt(tuple(row['per_lang'][lg]['fpr']), MIN_POOL)} | {_fmt(tuple(row['per_lang'][lg]['recall']))}"
                                for lg in LANGS)
             lines.append(f"| {row['target_fpr']:.3f} | {row['threshold']:.4f} | {row['benign_fpr']:.4f} "
-                         f"({row['benign_rows']}) | {_fmt(tuple(row['recall']))} | {cells} |")
+                         f"({row['benign_rows']}) | {_fmt(tuple(row['recall']))} | {cells} | "
+                         f"{row['threshold_each_lang']:.4f} | {_fmt(tuple(row['recall_each_lang']))} |")
         if r.get("contrast"):
             lines += ["", "### Same thresholds on the contrast TEST templates (never trained or calibrated on)", "",
                       "| target FPR | " + " | ".join(f"{lg} hateful recall | {lg} look-alikes flagged" for lg in LANGS) + " |",

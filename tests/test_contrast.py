@@ -283,3 +283,19 @@ def test_calibrate_benign_fpr_writes_a_new_version_with_its_targets(tmp_path):
     assert m.extra["target_fpr"] == {"propaganda": 0.05, "sectarian": 0.05}
     for lab in LABELS:
         assert metrics[lab]["benign_rows"] == 45 and metrics[lab]["benign_fpr"] <= 0.05
+
+
+def test_each_language_threshold_holds_the_rate_where_a_language_has_enough_benign_rows():
+    from flagstream.classifier.calibration import threshold_for_fpr_each_lang
+
+    rng = np.random.default_rng(3)
+    p = np.r_[rng.random(2000) * 0.5, 0.3 + rng.random(300) * 0.7]  # en benign low, de benign higher
+    langs = np.array(["en"] * 2000 + ["de"] * 300)
+    pool = np.ones(2300, dtype=bool)
+    pooled = threshold_for_fpr(p, pool, 0.01)[0]
+    thr, fpr, n, per = threshold_for_fpr_each_lang(p, pool, langs, 0.01)
+    assert thr >= pooled and n == 2300 and fpr <= 0.01
+    assert per["de"]["fpr"] <= 0.01 and per["de"]["constrains"]
+    assert (p[langs == "de"] >= pooled).mean() > 0.01  # the pooled threshold alone leaves German over the target
+    thr_small, *_ = threshold_for_fpr_each_lang(p, pool, langs, 0.01, min_rows=400)  # too few de rows: pooled
+    assert thr_small == pooled

@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default=None,
                    help="on validation data: pooled (every row once), source_balanced (every source the same "
                         "weight), both for --target-precision, or benign_fpr (per label, the threshold flagging "
-                        "--target-fpr of the benign reference pool); default: the model's own")
+                        "--target-fpr of the benign reference pool) or benign_fpr_each_lang (that rate held in every "
+                        "language with 200+ benign rows); default: the model's own")
     p.add_argument("--target-fpr", default=None,
                    help="with --threshold-policy benign_fpr: the false-positive rate on the validation rows of the "
                         "benign reference pool (one number, or propaganda=0.01,sectarian=0.01; default 0.01)")
@@ -245,16 +246,16 @@ def run_validation(args: argparse.Namespace) -> int:
     src = read_manifest(Path(settings.model), verify=False)
     name = src.name
     policy = args.threshold_policy or src.extra.get("threshold_policy", "pooled")
-    if args.target_fpr is not None and policy != "benign_fpr":
+    if args.target_fpr is not None and not policy.startswith("benign_fpr"):
         raise UserError("--target-fpr applies to --threshold-policy benign_fpr; add that flag or drop --target-fpr")
     target_fpr = parse_fpr_targets(args.target_fpr if args.target_fpr is not None
-                                   else src.extra.get("target_fpr")) if policy == "benign_fpr" else None
+                                   else src.extra.get("target_fpr")) if policy.startswith("benign_fpr") else None
     val_metrics = recalibrate(settings.model, args.output, args.version, args.target_precision,
                               corpus=lambda: load(settings.data_dir),  # the split the model was judged on
                               threshold_policy=policy, target_fpr=target_fpr)
     for lab, m in val_metrics.items():
         target = (f"target FPR {m['target_fpr']:.4f} (benign FPR {m['benign_fpr']:.4f} of {m['benign_rows']} rows)"
-                  if policy == "benign_fpr" else f"target {m['target_precision']:.2f} ({policy})")
+                  if policy.startswith("benign_fpr") else f"target {m['target_precision']:.2f} ({policy})")
         print(f"{lab:11s} {target} threshold {m['threshold']:.3f}  val precision "
               f"{m['precision']:.3f}  recall {m['recall']:.3f}  T={m['temperature']:.2f}")
     print(f"model written to {args.output} ({name}@{args.version})")

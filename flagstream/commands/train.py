@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default="pooled",
                    help="how validation picks thresholds: pooled (every row once) or source_balanced (every source "
                         "the same weight), both for --target-precision; or benign_fpr (per label, the threshold "
-                        "flagging --target-fpr of the benign reference pool; use --val-rows 0 so the pool is large)")
+                        "flagging --target-fpr of the benign reference pool; use --val-rows 0 so the pool is large) or "
+                        "benign_fpr_each_lang (the same rate held in every language with 200+ benign rows)")
     p.add_argument("--target-fpr", default=None,
                    help="with --threshold-policy benign_fpr: the false-positive rate on the benign reference pool "
                         "(one number, or propaganda=0.01,sectarian=0.01; default 0.01)")
@@ -128,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
     parse_targets(args.target_precision)  # a bad value fails before an hour of training
     from flagstream.classifier.calibration import parse_fpr_targets
 
-    target_fpr = parse_fpr_targets(args.target_fpr) if args.threshold_policy == "benign_fpr" else None
-    if args.target_fpr is not None and args.threshold_policy != "benign_fpr":
+    target_fpr = parse_fpr_targets(args.target_fpr) if args.threshold_policy.startswith("benign_fpr") else None
+    if args.target_fpr is not None and not args.threshold_policy.startswith("benign_fpr"):
         raise UserError("--target-fpr applies to --threshold-policy benign_fpr; add that flag or drop --target-fpr")
     if args.init_from is not None:
         if args.base != "me5":
