@@ -299,3 +299,18 @@ def test_each_language_threshold_holds_the_rate_where_a_language_has_enough_beni
     assert (p[langs == "de"] >= pooled).mean() > 0.01  # the pooled threshold alone leaves German over the target
     thr_small, *_ = threshold_for_fpr_each_lang(p, pool, langs, 0.01, min_rows=400)  # too few de rows: pooled
     assert thr_small == pooled
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--target-fpr", "0.01"], "--target-fpr applies to --threshold-policy benign_fpr"),
+    (["--threshold-policy", "benign_fpr", "--target-fpr", "0"], "--target-fpr for propaganda, sectarian must lie"),
+    (["--from-decisions", "--target-fpr", "0.01"], "--target-fpr applies to validation data"),
+])
+def test_calibrate_fpr_flags_fail_in_one_line(extra, message, capsys, tmp_path):
+    from flagstream.cli import main
+
+    argv = ["calibrate", "--model", str(ROOT / "models" / "flagstream-me5"), "--output", str(tmp_path / "out"),
+            "--version", "9.9.9", "--data-dir", str(tmp_path / "absent"), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
