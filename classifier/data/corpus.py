@@ -181,6 +181,8 @@ def load_corpus(data_dir: str | Path, sources: Iterable[Source] = SOURCES, seed:
         rows.extend(read_source(src, data_dir, seed, hand))
     rows, dropped = dedupe(rows)
     splits = split_column([r["source"] for r in rows], [r["group"] for r in rows], seed)
+    fixed = {s.name: s.fixed_split for s in SOURCES if s.fixed_split}
+    splits = [fixed.get(r["source"], sp) for r, sp in zip(rows, splits)]  # e.g. contrast templates: train only
     cols = ("text", "propaganda", "sectarian", "source", "lang", "group", "weight", "hand", "meta")
     table = {c: [r[c] for r in rows] for c in cols}
     # Weak = a rule's label, not a person's: trained on (down-weighted), never used to judge or calibrate.

@@ -10,7 +10,7 @@ in :mod:`flagstream.classifier.data.corpus` adds ``source``, normalises, dedupli
 table. Nothing here is ever committed or redistributed: the files are read at run time from
 ``Settings.data_dir``.
 
-Size: one reader and one reasoned entry per source (18 sources) is the point of the module; splitting it would
+Size: one reader and one reasoned entry per source (19 sources) is the point of the module; splitting it would
 scatter the mapping the guide wants in one place.
 """
 
@@ -82,9 +82,13 @@ class Source:
     default_lang: str = "en"
     cap: int | None = None  # max rows kept per (propaganda, sectarian) label combination, for the time budget
     train: bool = True  # False = loaded and reported, never trained on
+    # Every row of the source goes to this split whatever its group's hash (the contrast cases: train only).
+    fixed_split: str | None = None
+    # Rows ship with the package (not in data_dir): the reader ignores the folder it is given.
+    packaged: bool = False
 
     def available(self, data_dir: Path) -> bool:
-        return (Path(data_dir) / self.folder).is_dir()
+        return self.packaged or (Path(data_dir) / self.folder).is_dir()
 
 
 def _row(text: str, propaganda: int | None, sectarian: int | None, group: str, lang: str | None = None,
@@ -339,6 +343,22 @@ def read_gab(root: Path) -> Iterator[Row]:
                 yield _row(text, None, 0, f"gab:{fname[4:6]}:{i}", "en")
 
 
+# The contrast cases (classifier/evaluation/functional/contrast.yaml): ~1,500 train-split cases against ~75,000 real training
+# rows (2%), so a full weight teaches "hate vs talk about hate" without swamping the real data; lower it if the
+# contrast test split shows the model learning the templates rather than the contrast.
+CONTRAST_WEIGHT = 1.0
+
+
+def read_contrast(_root: Path) -> Iterator[Row]:
+    """The TRAIN-split contrast cases only (split by template; the test templates are never read here). Each
+    case's labels are its functionality's expectations; the group is the template, so a template is one unit."""
+    from flagstream.classifier.evaluation.functional.contrast import load_contrast_cases
+
+    for c in load_contrast_cases("train"):
+        yield _row(c["text"], c["propaganda"], c["sectarian"], "contrast:" + c["template"], c["lang"],
+                   CONTRAST_WEIGHT, func=c["functionality"], kind=c["kind"])
+
+
 # --------------------------------------------------------------------------------------------------
 # the registry
 
@@ -422,12 +442,53 @@ SOURCES: tuple[Source, ...] = (
            "naming a religious/ethnic/origin group -> sectarian=1, else unknown (target columns are missing); neither "
            "-> sectarian 0, propaganda unknown (a far-right platform: un-flagged posts can still promote the "
            "movement).", cap=3000),
+    Source("contrast_templates", ".", read_contrast,
+           "Templated contrast cases written for this project in ar/en/fr/de (classifier/evaluation/functional/contrast.yaml), "
+           "train-split templates only: dehumanising, contempt, calls for harm and threats against a religious/"
+           "ethnic/origin group -> sectarian=1 (calls for harm and threats also propaganda=1); praise of attacks, "
+           "recruitment, calls to fight -> propaganda=1, sectarian unknown; their look-alikes (counter-speech, "
+           "quoting hate to denounce it, reporting, identity-neutral/positive, negated hate, homonyms, analysis) -> "
+           "both 0. Weight 1.0 per case (about 2% of the training rows); always in the train split (never calibrated or "
+           "judged on).",
+           fixed_split="train", packaged=True),
 )
 # Also in the data folder, deliberately unused: arabic_religious_hate_lexicons (tweet ids only, no text; the
 # lexicons are term lists, not labelled posts), germeval 2025 (labels drifted from 2026; mixing editions is wrong).
 
 BY_NAME: dict[str, Source] = {s.name: s for s in SOURCES}
 HARD_NEGATIVE_SOURCES: frozenset[str] = frozenset(s.name for s in SOURCES if s.hard_negative)
+
+
+# The BENIGN REFERENCE POOL: validation rows whose negatives are benign by construction (news, everyday posts,
+# counter-narratives, ordinary or religious tweets), so "flag at most 1% of them" means the same on any feed;
+# the benign_fpr threshold policy (classifier/training/calibration.py) is chosen on it. Per source, which negatives count
+# (a row counts for a label only where that label is 0): a predicate on the row's meta, or True for all.
+# Left out on purpose: DynaHate/latent_hatred/gab/davidson/tweeteval negatives (written or sampled next to hate:
+# contrast sets to judge with, not a benign base rate), aref (its 0 is not clean), L-/T-HSAB 'abusive' rows.
+BENIGN_REFERENCE: dict[str, Callable[[dict[str, Any]], bool] | bool] = {
+    "conan": lambda m: m.get("side") == "cn",   # expert counter-narratives
+    "crisislex_boston": True,                    # people talking about an attack: news, sympathy, eyewitness
+    "ptc_news": True,                            # news sentences
+    "isis_random_control": True,                 # random tweets
+    "mlma": True,                                # 'normal' tweets (en/fr/ar)
+    "osact2022": lambda m: m.get("hs") == "NOT_HS",  # ordinary Arabic tweets
+    "alfifi_isis_ar": True,                      # religious / general Arabic tweets of non-ISIS accounts
+    "l_hsab": lambda m: m.get("cls") == "normal",
+    "t_hsab": lambda m: m.get("cls") == "normal",
+    "germeval_2026": lambda m: m.get("vio") == "nothing",  # German comments with no violence
+}
+
+
+def is_benign_reference(source: str, meta: str | dict[str, Any] | None) -> bool:
+    """Whether a row of ``source`` (with its ``meta``) belongs to the benign reference pool (for the labels that
+    are 0 on it). One definition, used by calibration, the operating-point report and the tests."""
+    rule = BENIGN_REFERENCE.get(source)
+    if rule is None or rule is False:
+        return False
+    if rule is True:
+        return True
+    m = json.loads(meta) if isinstance(meta, str) and meta else (meta if isinstance(meta, dict) else {})
+    return bool(rule(m))
 
 
 def is_hard_negative(source: str, hand_kind: str | None = None) -> bool:

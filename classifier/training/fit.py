@@ -59,8 +59,16 @@ def parse_targets(value: str | float | dict[str, float]) -> dict[str, float]:
 def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resume: bool = False,
                  target_precision: Any = 0.90, version: str = "1.0.0", progress: bool = True,
                  data_summary: dict[str, Any] | None = None, name: str = MODEL_NAME, base: str = "minilm",
-                 val_rows: int = 0, threshold_policy: str = "pooled") -> dict[str, Any]:
-    """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary."""
+                 val_rows: int = 0, threshold_policy: str = "pooled", target_fpr: dict[str, float] | None = None,
+                 init_from: Path | None = None) -> dict[str, Any]:
+    """Train on ``ds``'s train split, calibrate on its val split, write ``output``; returns the summary.
+
+    ``init_from``: an me5 model directory whose adapter and head the run starts from (a warm start: a short run
+    continues the shipped model instead of repeating its 1,900 steps); recorded in the manifest.
+
+    Raises:
+        UserError: no train/validation rows, or ``init_from`` is not a model this base can continue from.
+    """
     from flagstream.classifier.training.calibration import calibrate
     from flagstream.classifier.data.corpus import targets as targets_of
     from flagstream.classifier.labels import LABELS
@@ -81,12 +89,15 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
     targets = parse_targets(target_precision)
     y_train = targets_of(train)
     model, tokenizer = encoder_base.load_base(len(LABELS), seed=cfg.seed)
+    init_ref = None
+    if init_from is not None:
+        init_ref = warm_start(model, base, Path(init_from))
     trainer = Trainer(model, tokenizer, cfg, run_dir)
     fit = trainer.fit(list(train["text"]), y_train, np.asarray(train["weight"], dtype=np.float32), resume=resume,
                       progress=progress)
 
     temps, thresholds, val_metrics = calibrate(model, tokenizer, val, cfg.max_length, targets, progress,
-                                               policy=threshold_policy)
+                                               policy=threshold_policy, target_fpr=target_fpr)
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     for old in output.iterdir():
@@ -102,6 +113,10 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
         "data_summary": data_summary or {}, "calibration_rows": len(val), "threshold_policy": threshold_policy,
         "storage": "bf16 deltas from the packaged base; word embeddings frozen", **encoder_base.manifest_extra(),
     }
+    if init_ref:
+        extra["init_from"] = init_ref
+    if threshold_policy.startswith("benign_fpr"):
+        extra["target_fpr"] = {lab: m.get("target_fpr") for lab, m in val_metrics.items()}
     manifest = ModelManifest(name=name, version=version, kind="transformer", labels=list(LABELS),
                              thresholds=thresholds, base=encoder_base.BASE_NAME, extra=extra)
     write_manifest(output, manifest)
@@ -109,8 +124,30 @@ def fit_and_save(ds: Any, cfg: Any, output: Path, run_dir: Path | None, *, resum
             "data_hash": data_hash, "config_hash": cfg_hash}
 
 
+def warm_start(model: Any, base: str, model_dir: Path) -> dict[str, Any]:
+    """Load ``model_dir``'s weights into the fresh ``model`` of ``base``; returns what the manifest records.
+
+    Raises:
+        UserError: ``base`` has no warm start (only me5 has), or ``model_dir`` is not a model it can continue.
+    """
+    from flagstream.classifier.manifest import ModelDirError, read_manifest
+
+    if base != "me5":
+        raise UserError("--init-from continues an me5 model; use it with --base me5")
+    try:
+        manifest = read_manifest(Path(model_dir))
+        from flagstream.classifier.bases.e5.model import warm_start as e5_warm_start
+
+        e5_warm_start(model, manifest)
+    except (ModelDirError, FileNotFoundError) as exc:
+        raise UserError(f"--init-from: {exc}") from None
+    return {"model": f"{manifest.name}@{manifest.version}", "manifest_sha256": manifest.sha256, "data_hash": manifest.extra.get("data_hash"),
+            "thresholds": dict(manifest.thresholds)}
+
+
 def recalibrate(model_dir: Path, output: Path, version: str, target_precision: Any, *,
-                corpus: Callable[[], Any], threshold_policy: str = "pooled") -> dict[str, Any]:
+                corpus: Callable[[], Any], threshold_policy: str = "pooled",
+                target_fpr: dict[str, float] | None = None) -> dict[str, Any]:
     """Re-fit a transformer model's temperatures and thresholds on the trusted validation rows of ``corpus()``
     and write a new model directory ``output`` (same weights, new manifest, new ``version``); returns the
     validation metrics. ``corpus`` is called after the cheap checks, so a wrong argument fails in one line
@@ -138,7 +175,7 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     val = trusted(ds, "val")
     temps, thresholds, val_metrics = calibrate(model, tokenizer, val,
                                                manifest.max_length, targets,
-                                               policy=threshold_policy)
+                                               policy=threshold_policy, target_fpr=target_fpr)
     out.mkdir(parents=True, exist_ok=True)
     for name in manifest.files:
         if name != "MODEL_CARD.md":
@@ -147,6 +184,8 @@ def recalibrate(model_dir: Path, output: Path, version: str, target_precision: A
     extra.update(temperatures=temps, target_precision=targets, validation=val_metrics,
                  calibrated_from=f"{manifest.name}@{manifest.version}", threshold_policy=threshold_policy,
                  calibration_rows=len(val))
+    if threshold_policy.startswith("benign_fpr"):
+        extra["target_fpr"] = {lab: m.get("target_fpr") for lab, m in val_metrics.items()}
     manifest.version, manifest.thresholds, manifest.extra = version, thresholds, extra
     manifest.files, manifest.created_at, manifest.root = {}, "", None
     write_manifest(out, manifest)

