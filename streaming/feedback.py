@@ -267,16 +267,12 @@ def read_topics(settings: Any, accept_unsigned: bool = False, keep_text: bool = 
     Raises:
         UserError: no decisions key configured and ``accept_unsigned`` not given.
     """
-    from flagstream.errors import UserError
     from flagstream.streaming.clients import make_consumer, retry_until
     from flagstream.streaming.decisions import read_decisions
     from flagstream.streaming.review import decode, iter_topic
-    from flagstream.streaming.signing import trusted
+    from flagstream.streaming.signing import reader_key, trusted
 
-    key = settings.resolved_decisions_hmac_key()
-    if key is None and not accept_unsigned:
-        raise UserError("no decisions key to verify signatures with: set FLAGSTREAM_DECISIONS_HMAC_KEY or "
-                        "decisions_hmac_key_file, or pass --accept-unsigned for legacy, unsigned decisions")
+    key = reader_key(settings, accept_unsigned)
     consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
     try:
         decisions, skipped = trusted(read_decisions(consumer, settings, dlq=None), key, accept_unsigned)

@@ -21,6 +21,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from flagstream.streaming.schemas import Decision
 
@@ -94,6 +95,23 @@ def trusted(decisions: Iterable[Decision], key: bytes | None, accept_unsigned: b
     return kept, skipped
 
 
+def reader_key(settings: Any, accept_unsigned: bool) -> bytes | None:
+    """The key a reader verifies decisions with; refusing to read at all without one, unless unsigned
+    decisions are explicitly accepted (then there is nothing to verify, and signed ones are skipped).
+
+    Raises:
+        UserError: no key configured and ``accept_unsigned`` not given.
+        ConfigError: the key file is unreadable or the key too short.
+    """
+    from flagstream.errors import UserError
+
+    key = settings.resolved_decisions_hmac_key()
+    if key is None and not accept_unsigned:
+        raise UserError("no decisions key to verify signatures with: set FLAGSTREAM_DECISIONS_HMAC_KEY or "
+                        "decisions_hmac_key_file, or pass --accept-unsigned for legacy, unsigned decisions")
+    return key
+
+
 def row_mac(row: dict, key: bytes) -> str:
     """HMAC-SHA256 of one ``export-decisions`` row (every field but ``signature``, canonical JSON).
 
@@ -115,4 +133,4 @@ def row_verdict(row: dict, key: bytes | None, accept_unsigned: bool = False) -> 
     return None
 
 
-__all__ = ["MAX_CLOCK_SKEW", "canonical", "sign", "verify", "decided_time", "trusted", "row_mac", "row_verdict"]
+__all__ = ["MAX_CLOCK_SKEW", "canonical", "sign", "verify", "decided_time", "trusted", "reader_key", "row_mac", "row_verdict"]

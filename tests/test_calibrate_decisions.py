@@ -166,6 +166,11 @@ def test_bad_arguments_are_one_line(broker, linear_model_dir, feed_topics, tmp_p
     env = env_for(broker, feed_topics, linear_model_dir)
     r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "x")], env)
     assert r.returncode == 2 and "no usable decisions" in r.stderr and "Traceback" not in r.stderr
+    # no key to verify decisions with: one line that says both ways out
+    r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "x")],
+            {k: v for k, v in env.items() if k != "FLAGSTREAM_DECISIONS_HMAC_KEY"})
+    assert r.returncode == 2 and "FLAGSTREAM_DECISIONS_HMAC_KEY" in r.stderr and "--accept-unsigned" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_join_keeps_disagreement_and_drops_other_versions():

@@ -89,6 +89,9 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         raise UserError("--version cannot be given with --watch: each candidate gets the next free version")
     if not 0 < args.min_change < 1:
         raise UserError("--min-change must lie between 0 and 1")
+    from flagstream.streaming.signing import reader_key
+
+    reader_key(settings, args.accept_unsigned)  # no key: one line now, not one per --watch round
     try:
         manifest = read_manifest(Path(settings.model))
     except ModelDirError as exc:

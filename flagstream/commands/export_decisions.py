@@ -34,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.streaming.clients import BrokerUnavailable
     from flagstream.streaming.feedback import export_rows, read_topics
     from flagstream.streaming.logs import setup_logging
-    from flagstream.streaming.signing import row_mac
+    from flagstream.streaming.signing import reader_key, row_mac
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
     out = Path(args.output)
     if not out.parent.is_dir():
         raise UserError(f"--output: directory {out.parent} does not exist")
-    key = settings.resolved_decisions_hmac_key()
+    key = reader_key(settings, args.accept_unsigned)
     try:
         topics = read_topics(settings, accept_unsigned=args.accept_unsigned, keep_text=True, all_reviews=False)
     except BrokerUnavailable as exc:

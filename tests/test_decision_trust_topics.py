@@ -1,0 +1,63 @@
+"""Issue 29 on the real broker: decisions join the review record at the coordinates they carry, and the
+readers keep review records without their text (text only for decided posts, when exporting)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from flagstream.config import load_settings
+from flagstream.streaming.decisions import Reviewed, build_decision
+from flagstream.streaming.feedback import read_rows, read_topics
+from flagstream.streaming.schemas import Post, ReviewRef, Source, decision_record, review_record
+from flagstream.streaming.signing import sign
+
+pytestmark = pytest.mark.timeout(120)
+KEY = "topics-test-key-" + "k" * 16
+MODEL = {"name": "m", "version": "1"}
+THR = {"propaganda": 0.5, "sectarian": 0.5}
+
+
+@pytest.fixture
+def settings(broker):
+    tag = uuid.uuid4().hex[:8]
+    review, decisions = f"review-{tag}", f"decisions-{tag}"
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, request_timeout_ms=10_000)
+    admin.create_topics([NewTopic(review, 1, 1), NewTopic(decisions, 1, 1)])
+    admin.close()
+    return load_settings(None, {"bootstrap_servers": broker.bootstrap, "review_topic": review,
+                                "decisions_topic": decisions, "decisions_hmac_key": KEY,
+                                "startup_timeout_s": 20}, environ={})
+
+
+def _review(producer, topic, pid, score, text):
+    rec = review_record(Post(pid, text), Source("forum", 0, 1, 0), {"propaganda": 0.01, "sectarian": score},
+                        ["sectarian"] if score >= 0.5 else [], THR, MODEL)
+    return producer.send(topic, key=rec.key, value=rec.value, headers=rec.headers).get(timeout=30)
+
+
+def test_a_decision_joins_the_review_record_it_names_not_a_later_one_with_the_same_id(settings):
+    """The finding: decisions joined posts by id only, so a record written later under a decided id (a
+    redelivery, or a forgery) replaced the scores the reviewer actually saw."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    seen = _review(producer, settings.review_topic, "a", 0.9, "the post the reviewer saw")
+    d = build_decision([Reviewed({"id": "a", "model": MODEL, "thresholds": THR},
+                                 ReviewRef("a", settings.review_topic, seen.partition, seen.offset))],
+                       {"sectarian": "confirm"}, "rv-1")
+    out = decision_record(sign(d, KEY.encode()))
+    producer.send(settings.decisions_topic, key=out.key, value=out.value, headers=out.headers).get(timeout=30)
+    _review(producer, settings.review_topic, "a", 0.05, "a later record under the same id")
+    _review(producer, settings.review_topic, "u", 0.7, "an undecided post")
+    producer.close()
+
+    joined = read_rows(settings, MODEL, ["sectarian"])
+    assert [(r.score, r.verdict) for r in joined.rows] == [(0.9, 1.0)]
+    # calibration keeps every review record (coverage needs them) but no text
+    topics = read_topics(settings)
+    assert set(topics.reviews) == {"a", "u"} and all("text" not in r for r in topics.reviews.values())
+    # export keeps only decided posts, with their text
+    topics = read_topics(settings, keep_text=True, all_reviews=False)
+    assert set(topics.reviews) == {"a"} and topics.reviews["a"]["text"] == "the post the reviewer saw"
