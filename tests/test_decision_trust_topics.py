@@ -61,3 +61,29 @@ def test_a_decision_joins_the_review_record_it_names_not_a_later_one_with_the_sa
     # export keeps only decided posts, with their text
     topics = read_topics(settings, keep_text=True, all_reviews=False)
     assert set(topics.reviews) == {"a"} and topics.reviews["a"]["text"] == "the post the reviewer saw"
+
+
+def test_decide_signs_with_the_key_and_chunks_big_id_lists(settings):
+    """``flagstream decide`` signs when it holds the key; more ids than one record may cover become several."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from flagstream.streaming.schemas import MAX_DECISION_IDS, Decision, parse_decision
+    from flagstream.streaming.signing import verify
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+    env.update({"FLAGSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "FLAGSTREAM_REVIEW_TOPIC": settings.review_topic, "FLAGSTREAM_DECISIONS_TOPIC": settings.decisions_topic,
+                "FLAGSTREAM_DECISIONS_HMAC_KEY": KEY, "FLAGSTREAM_STARTUP_TIMEOUT_S": "20"})
+    ids = [f"x{i}" for i in range(MAX_DECISION_IDS + 3)]
+    r = subprocess.run([sys.executable, "-m", "flagstream.cli", "decide", *ids, "--reject", "sectarian",
+                        "--reviewer", "rv-cli", "--allow-missing"], env=env, cwd=Path(__file__).resolve().parents[1],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ds = [parse_decision(line.encode()) for line in r.stdout.splitlines()]
+    assert all(isinstance(d, Decision) and verify(d, KEY.encode()) and d.reviewer == "rv-cli" for d in ds)
+    assert [len(d.ids) for d in ds] == [MAX_DECISION_IDS, 3] and [p for d in ds for p in d.ids] == ids
+    assert json.loads(r.stdout.splitlines()[0])["signature"] == ds[0].signature
