@@ -241,3 +241,45 @@ def test_the_token_is_never_printed_in_full():
     hint = token_hint(Identity("rv", token=token))
     assert token not in hint and hint.endswith("...wxyz)") and "FLAGSTREAM_CONSOLE_TOKEN" in hint
     assert "console_tokens_file" in token_hint(Identity("rv", tokens={token: "rv-a"}))
+
+
+def test_console_command_with_a_tokens_file(settings, tmp_path):
+    """The command end to end: per-reviewer tokens off loopback, the printed line names no token, and a bad
+    tokens file is one line."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({TOKEN_A: "rv-a"}))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLAGSTREAM_")}
+    env.update({"FLAGSTREAM_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "FLAGSTREAM_STARTUP_TIMEOUT_S": "20",
+                "FLAGSTREAM_REVIEW_TOPIC": settings.review_topic, "FLAGSTREAM_DECISIONS_TOPIC": settings.decisions_topic,
+                "FLAGSTREAM_DLQ_TOPIC": settings.dlq_topic, "FLAGSTREAM_CONSOLE_HOST": "0.0.0.0",
+                "FLAGSTREAM_CONSOLE_PORT": str(port), "FLAGSTREAM_CONSOLE_TOKENS_FILE": str(tokens)})
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-m", "flagstream.cli", "console"], env=env, cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "review console at" in line and "console_tokens_file" in line and TOKEN_A not in line, line
+        base = f"http://127.0.0.1:{port}"
+
+        def answers() -> bool:
+            try:
+                return call(base + "/api/config")[0] == 401
+            except urllib.error.URLError:  # bound, printed, not yet accepting
+                return False
+
+        wait_for(answers, what="the console to answer")
+        assert call(base + "/api/config", {"X-Flagstream-Token": TOKEN_A})[1]["reviewer"] == "rv-a"
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    tokens.write_text('{"short": "rv-a"}')
+    r = subprocess.run([sys.executable, "-m", "flagstream.cli", "console"], env=env, cwd=root, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and "shorter than 16" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
