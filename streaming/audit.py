@@ -100,7 +100,8 @@ def audited(record: Any, fields: Mapping[str, Any]) -> Any:
 
 
 def weight_of(record: Mapping[str, Any]) -> tuple[bool, float]:
-    """(audit?, weight) of a review-topic record read back: flagged records weigh 1."""
+    """(audit?, weight) of a review-topic record as its writer stated it: flagged records weigh 1. Checks the
+    stream's own output; estimators never use it (the stated weight is not trusted): :func:`policy_weight`."""
     if record.get("audit") is True:
         w = record.get("sampling_weight")
         if isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 1.0:
