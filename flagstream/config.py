@@ -95,6 +95,19 @@ class Settings(BaseModel):
     console_host: str = "127.0.0.1"
     console_port: int = Field(8765, ge=0, le=65535)
     console_token: SecretStr | None = None  # required when console_host is not a loopback address
+    # Per-reviewer credentials: a JSON file {"token": "reviewer id", ...}. When set, each request's token names
+    # its reviewer and the console stamps that id on the decision (a reviewer id in the request is ignored).
+    console_tokens_file: Path | None = None
+    # The header an authenticating proxy puts the reviewer's identity in (e.g. X-Forwarded-User). Trusted ONLY
+    # when set, and only behind a proxy that strips it from clients; None = never read.
+    console_trusted_header: str | None = None
+    console_max_body_bytes: int = Field(65_536, ge=1024)  # larger request bodies get 413
+    console_max_items: int = Field(200_000, ge=100)  # undecided review records held; the oldest are evicted
+    console_max_decided: int = Field(1_000_000, ge=1000)  # decided post ids remembered; the oldest are forgotten
+    # HMAC-SHA256 key that signs decisions (console, flagstream decide) and that calibrate/export-decisions
+    # verify with. A secret: FLAGSTREAM_DECISIONS_HMAC_KEY or decisions_hmac_key_file, never YAML or a flag.
+    decisions_hmac_key: SecretStr | None = None
+    decisions_hmac_key_file: Path | None = None
     # --- review record extras (computed for flagged posts only) -------------------------
     explain_spans: bool = True  # per flagged label, the character spans that drove the score
     # Spans spend the loop's idle time plus this share of its working time (streaming/loop/annotate.py: ExplainBudget);
@@ -211,16 +224,39 @@ class Settings(BaseModel):
                 ) from None
         return None
 
+    def resolved_decisions_hmac_key(self) -> bytes | None:
+        """The decisions signing key (env var first, then the file), or None when neither is set.
+
+        Raises:
+            ConfigError: the key file cannot be read, or the key is shorter than 16 bytes.
+        """
+        key: str | None = None
+        if self.decisions_hmac_key is not None:
+            key = self.decisions_hmac_key.get_secret_value()
+        elif self.decisions_hmac_key_file is not None:
+            try:
+                key = self.decisions_hmac_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"decisions_hmac_key_file {self.decisions_hmac_key_file} cannot be read ({exc.strerror}); "
+                    "point FLAGSTREAM_DECISIONS_HMAC_KEY_FILE at a readable file"
+                ) from None
+        if key is None:
+            return None
+        if len(key.encode()) < 16:
+            raise ConfigError("the decisions HMAC key is shorter than 16 bytes; use a long random key")
+        return key.encode()
+
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, secrets replaced by ``***``."""
         data = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password", "console_token"):
+        for key in SECRET_FIELDS:
             if data.get(key) is not None:
                 data[key] = "***"
         return data
 
 
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token", "decisions_hmac_key"})
 
 
 # Kubernetes injects service-link variables into every pod of a namespace that has a Service named

@@ -23,14 +23,21 @@ from flagstream.classifier.manifest import read_manifest
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, mark_audit
 from flagstream.streaming.ops.decisions import Reviewed, build_decision
 from flagstream.streaming.ops.feedback import join, latest_reviews
-from flagstream.contract.decisions import ReviewRef, decision_record, parse_decision
 from flagstream.contract.posts import Post
+from flagstream.contract.decisions import ReviewRef, decision_record, parse_decision
 from flagstream.contract.records import Source
 from flagstream.contract.review import review_record
+from flagstream.streaming.signing import sign
 
 pytestmark = pytest.mark.timeout(240)
 ROOT = Path(__file__).resolve().parents[1]
 THR = 0.5
+KEY = "calibrate-test-key-" + "k" * 16  # signs the decisions written here; the CLI verifies with it
+
+
+def audit_policy(seed: int) -> AuditPolicy:
+    # a small feed needs a larger audit than the 1% default for the same evidence (weights 20 and 3.3)
+    return AuditPolicy(rate=0.05, near_rate=0.3, seed=f"t{seed}")
 
 
 def cli(args, env):
@@ -57,8 +64,7 @@ def true_best(sect, y, target):
 
 def write_feed(bootstrap, feed_topic, review_topic, decisions_topic, model, n=8000, seed=3, decide=True):
     sect, prop, y = synthetic_feed(n, seed)
-    # a small feed needs a larger audit than the 1% default for the same evidence (weights 20 and 3.3)
-    policy = AuditPolicy(rate=0.05, near_rate=0.3, seed=f"t{seed}")
+    policy = audit_policy(seed)
     thresholds = {"propaganda": THR, "sectarian": THR}
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
     sent = []
@@ -81,7 +87,7 @@ def write_feed(bootstrap, feed_topic, review_topic, decisions_topic, model, n=80
             item = Reviewed({"id": pid, "model": model, "thresholds": thresholds},
                             ReviewRef(pid, review_topic, meta.partition, meta.offset))
             d = build_decision([item], {"sectarian": "confirm" if truth else "reject"}, reviewer="r-1")
-            out = decision_record(d)
+            out = decision_record(sign(d, KEY.encode()))
             decisions.append(producer.send(decisions_topic, key=out.key, value=out.value, headers=out.headers))
     for f in decisions:
         f.get(timeout=30)
@@ -103,10 +109,15 @@ def feed_topics(broker):
     return names
 
 
-def env_for(broker, topics, model_dir):
+def env_for(broker, topics, model_dir, seed=3):
+    """The CLI's environment: the topics, the decisions key, and the audit policy write_feed(seed=) drew with
+    (calibrate recomputes audit weights from it)."""
+    policy = audit_policy(seed)
     return {"FLAGSTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "FLAGSTREAM_REVIEW_TOPIC": topics["review"],
             "FLAGSTREAM_DECISIONS_TOPIC": topics["decisions"], "FLAGSTREAM_MODEL": str(model_dir),
-            "FLAGSTREAM_STARTUP_TIMEOUT_S": "20", "HF_HUB_OFFLINE": "1"}
+            "FLAGSTREAM_STARTUP_TIMEOUT_S": "20", "HF_HUB_OFFLINE": "1", "FLAGSTREAM_DECISIONS_HMAC_KEY": KEY,
+            "FLAGSTREAM_AUDIT_RATE": str(policy.rate), "FLAGSTREAM_AUDIT_NEAR_RATE": str(policy.near_rate),
+            "FLAGSTREAM_AUDIT_SEED": policy.seed}
 
 
 def test_recalibrates_a_feed_from_decisions(broker, linear_model_dir, feed_topics, tmp_path):
@@ -148,7 +159,7 @@ def test_thin_evidence_moves_nothing_and_says_what_it_needs(broker, linear_model
     write_feed(broker.bootstrap, feed_topics["feed"], feed_topics["review"], feed_topics["decisions"],
                {"name": src.name, "version": src.version}, n=400, seed=5)
     out = tmp_path / "model-v2"
-    r = cli(["calibrate", "--from-decisions", "--output", str(out)], env_for(broker, feed_topics, linear_model_dir))
+    r = cli(["calibrate", "--from-decisions", "--output", str(out)], env_for(broker, feed_topics, linear_model_dir, seed=5))
     assert r.returncode == 0, r.stderr
     assert "no threshold moved" in r.stdout and "more decisions" in r.stdout, r.stdout
     assert not out.exists() and (tmp_path / "model-v2-report" / "report.md").exists()
@@ -158,14 +169,19 @@ def test_bad_arguments_are_one_line(broker, linear_model_dir, feed_topics, tmp_p
     env = env_for(broker, feed_topics, linear_model_dir)
     r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "x")], env)
     assert r.returncode == 2 and "no usable decisions" in r.stderr and "Traceback" not in r.stderr
+    # no key to verify decisions with: one line that says both ways out
+    r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "x")],
+            {k: v for k, v in env.items() if k != "FLAGSTREAM_DECISIONS_HMAC_KEY"})
+    assert r.returncode == 2 and "FLAGSTREAM_DECISIONS_HMAC_KEY" in r.stderr and "--accept-unsigned" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 def test_join_keeps_disagreement_and_drops_other_versions():
     model = {"name": "m", "version": "1"}
     reviews = latest_reviews([
         {"id": "a", "scores": {"sectarian": 0.9}, "model": model, "source": {"topic": "f"}},
-        {"id": "b", "scores": {"sectarian": 0.2}, "model": model, "source": {"topic": "f"}, "audit": True,
-         "sampling_weight": 10.0},
+        {"id": "b", "scores": {"sectarian": 0.2}, "thresholds": {"sectarian": 0.5}, "model": model,
+         "source": {"topic": "f"}, "audit": True, "sampling_weight": 10.0},
         {"id": "c", "scores": {"sectarian": 0.9}, "model": {"name": "m", "version": "0"}, "source": {"topic": "f"}},
     ])
 
@@ -175,7 +191,11 @@ def test_join_keeps_disagreement_and_drops_other_versions():
 
     ds = [dec("a", "confirm", "r1", 1), dec("a", "reject", "r2", 2), dec("b", "confirm", "r1", 3),
           dec("c", "confirm", "r1", 4), dec("b", "unsure", "r2", 5)]
-    j = join(reviews, ds, model, ["sectarian"])
+    from flagstream.streaming.loop.audit import uniform
+
+    # the weight comes from the policy that drew "b" (inclusion probability 0.1), not from the record
+    policy = AuditPolicy(rate=0.1, near_rate=0.1, seed=next(f"s{i}" for i in range(10_000) if uniform("b", f"s{i}") < 0.1))
+    j = join(reviews, ds, model, ["sectarian"], policy)
     rows = {(r.score, r.weight): r for r in j.rows}
     assert rows[(0.9, 1.0)].verdict == 0.5 and j.disagreements == 1
     assert rows[(0.2, 10.0)].verdict == 1.0 and rows[(0.2, 10.0)].audit

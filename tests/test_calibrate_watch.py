@@ -76,7 +76,7 @@ def test_watch_survives_a_missing_broker_round_after_round(linear_model_dir, tmp
     from flagstream.streaming.kafka.broker import free_port
 
     env = {"FLAGSTREAM_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "FLAGSTREAM_STARTUP_TIMEOUT_S": "1",
-           "FLAGSTREAM_MODEL": str(linear_model_dir), "HF_HUB_OFFLINE": "1"}
+           "FLAGSTREAM_MODEL": str(linear_model_dir), "HF_HUB_OFFLINE": "1", "FLAGSTREAM_DECISIONS_HMAC_KEY": "w" * 32}
     r = cli(["calibrate", "--from-decisions", "--output", str(tmp_path / "c"), "--watch", "0.2", "--max-rounds", "2"],
             env)
     assert r.returncode == 0, r.stderr

@@ -15,17 +15,21 @@ from kafka.admin import NewTopic
 
 from flagstream.classifier.data.corpus import DECISIONS_SOURCE, read_decision_rows, with_decisions
 from flagstream.errors import UserError
-from flagstream.streaming.loop.audit import mark_audit
+from flagstream.streaming.loop.audit import mark_audit, uniform
 from flagstream.streaming.ops.decisions import Reviewed, build_decision
-from flagstream.contract.decisions import ReviewRef, decision_record
 from flagstream.contract.posts import Post
+from flagstream.contract.decisions import ReviewRef, decision_record
 from flagstream.contract.records import Source
 from flagstream.contract.review import review_record
+from flagstream.streaming.signing import sign
 
 pytestmark = pytest.mark.timeout(180)
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"name": "m", "version": "1"}
 THR = {"propaganda": 0.5, "sectarian": 0.5}
+KEY = "export-test-key-" + "k" * 16
+# an audit seed whose keyed draw picks post "b" at the default near-threshold rate (0.10): weight 10
+SEED = next(f"s{i}" for i in range(100_000) if uniform("b", f"s{i}") < 0.10)
 
 
 def cli(args, env):
@@ -54,10 +58,10 @@ def test_export_decisions_from_the_topics(broker, tmp_path):
         for _ in range(2):  # at-least-once: a redelivered duplicate
             metas[pid] = producer.send(review, key=rec.key, value=value, headers=headers).get(timeout=30)
 
-    def decide(pid, verdicts, reviewer):
+    def decide(pid, verdicts, reviewer, signed=True):
         off = metas[pid].offset if pid in metas else 0
         d = build_decision([Reviewed({"id": pid}, ReviewRef(pid, review, 0, off))], verdicts, reviewer)
-        out = decision_record(d)
+        out = decision_record(sign(d, KEY.encode()) if signed else d)
         producer.send(decisions, key=out.key, value=out.value, headers=out.headers).get(timeout=30)
 
     decide("a", {"sectarian": "confirm", "propaganda": "reject"}, "r1")
@@ -65,14 +69,20 @@ def test_export_decisions_from_the_topics(broker, tmp_path):
     decide("b", {"sectarian": "confirm"}, "r1")
     decide("c", {"propaganda": "unsure"}, "r1")  # nothing decided: not exported
     decide("zz", {"sectarian": "reject"}, "r1")  # no review record: counted, not exported
+    for i in range(3):  # made-up reviewers without the key: counted, never a vote
+        decide("b", {"sectarian": "reject"}, f"sock-{i}", signed=False)
     producer.close()
     out = tmp_path / "decided.jsonl"
     env = {"FLAGSTREAM_BOOTSTRAP_SERVERS": broker.bootstrap, "FLAGSTREAM_REVIEW_TOPIC": review,
-           "FLAGSTREAM_DECISIONS_TOPIC": decisions}
+           "FLAGSTREAM_DECISIONS_TOPIC": decisions, "FLAGSTREAM_AUDIT_SEED": SEED}
+    r = cli(["export-decisions", "--output", str(out)], env)
+    assert r.returncode == 2 and "--accept-unsigned" in r.stderr and "Traceback" not in r.stderr  # no key
+    env["FLAGSTREAM_DECISIONS_HMAC_KEY"] = KEY
     r = cli(["export-decisions", "--output", str(out)], env)
     assert r.returncode == 0, r.stderr
     assert "2 decided posts" in r.stdout and "1 with reviewer disagreement" in r.stdout, r.stdout
     assert "no_review_record 1" in r.stdout and "no_decided_label 1" in r.stdout
+    assert "decision_unsigned 3" in r.stdout
     rows = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
     assert set(rows) == {"a", "b"}  # duplicates of the review record collapse to one row
     a, b = rows["a"], rows["b"]
@@ -80,9 +90,13 @@ def test_export_decisions_from_the_topics(broker, tmp_path):
     assert a["votes"]["sectarian"] == {"confirm": 1, "reject": 1, "unsure": 0}
     assert b["sectarian"] == 1 and b["audit"] is True and b["sampling_weight"] == 10.0 and b["propaganda"] is None
     assert b["text"] == posts["b"][0] and a["feed"] == "forum"
-    # the file feeds training: read back as rows
+    # the file feeds training: read back as rows, every one signed
     back = read_decision_rows(out)
-    assert {r["id"] for r in back} == {"a", "b"}
+    assert {r["id"] for r in back} == {"a", "b"} and all(len(r["signature"]) == 64 for r in rows.values())
+    # legacy data, on request: the unsigned votes count (and outvote r1 on b)
+    r = cli(["export-decisions", "--output", str(out), "--accept-unsigned"], env)
+    assert r.returncode == 0 and "decision_unsigned" not in r.stdout, r.stdout
+    assert json.loads([x for x in out.read_text().splitlines() if '"id": "b"' in x][0])["sectarian"] == 0
     # a bad output directory is one line
     r = cli(["export-decisions", "--output", str(tmp_path / "no" / "x.jsonl")], env)
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr

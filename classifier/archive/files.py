@@ -86,20 +86,55 @@ def _iter_jsonl(path: Path, max_message_bytes: int) -> Iterator[InputRow]:
             index += 1
 
 
-def _csv_reader(path: Path) -> tuple[IO[str], csv.DictReader]:
-    csv.field_size_limit(1 << 30)
+def _bounded_lines(fh: IO[str], max_line_chars: int, max_field_chars: int) -> Iterator[str]:
+    """The file's lines, none held longer than ``max_line_chars``: an over-long physical line is skipped
+    and replaced by one line whose single cell is just over the field limit, so the CSV reader refuses it
+    (a ``message_too_large`` dead letter) at a cost of ``max_field_chars``, not of the line."""
+    while True:
+        line = fh.readline(max_line_chars + 1)
+        if not line:
+            return
+        if len(line) > max_line_chars and line[-1] not in "\r\n":
+            while (rest := fh.readline(max_line_chars)) and rest[-1] not in "\r\n":
+                pass
+            yield "x" * (max_field_chars + 1) + "\n"
+            continue
+        yield line
+
+
+def _csv_reader(path: Path, max_field_chars: int = 1_000_000) -> tuple[IO[str], csv.DictReader]:
+    # The limits bound memory per row: a line, then each cell, is accumulated whole before any check (a 1 GiB
+    # field limit once let a 150 MB field take 892 MB). No post over max_message_bytes is scored anyway, so no
+    # cell needs more than that, nor a row more than twice that.
+    csv.field_size_limit(max_field_chars)
     raw = _open_binary(path)
     # surrogateescape: invalid UTF-8 survives as \udcXX and the row is rejected as not_utf8, like the stream
     fh = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    return fh, csv.DictReader(fh)
+    return fh, csv.DictReader(_bounded_lines(fh, 2 * max_field_chars, max_field_chars))
 
 
-def _iter_csv(path: Path) -> Iterator[InputRow]:
-    fh, reader = _csv_reader(path)
+def _iter_csv(path: Path, max_field_chars: int = 1_000_000) -> Iterator[InputRow]:
+    """CSV rows; a row with a cell over ``max_field_chars`` becomes a ``message_too_large`` rejection (a dead
+    letter in the output, like an over-long JSONL line) and reading goes on with the next line."""
+    fh, reader = _csv_reader(path, max_field_chars)
     with fh:
-        for index, rec in enumerate(reader):
+        index = 0
+        while True:
+            try:
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if "field larger than field limit" not in str(exc):
+                    raise
+                yield InputRow(index, Rejection("message_too_large", f"a CSV cell over {max_field_chars} characters "
+                                                                     f"or a row over {2 * max_field_chars} "
+                                                                     "(max_message_bytes)"))
+                index += 1
+                continue
             rec.pop(None, None)  # cells beyond the header
             yield InputRow(index, dict(rec))
+            index += 1
 
 
 def _iter_parquet(path: Path, block: int) -> Iterator[InputRow]:
@@ -117,7 +152,7 @@ def iter_rows(path: Path, *, max_message_bytes: int = 1_000_000, block: int = 40
     if fmt == "jsonl":
         return _iter_jsonl(path, max_message_bytes)
     if fmt == "csv":
-        return _iter_csv(path)
+        return _iter_csv(path, max_message_bytes)
     return _iter_parquet(path, block)
 
 

@@ -18,7 +18,7 @@ import logging
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -203,9 +203,14 @@ def load_corpus(data_dir: str | Path, sources: Iterable[Source] = SOURCES, seed:
 DECISIONS_SOURCE = "decisions"
 
 
-def read_decision_rows(path: str | Path) -> list[dict[str, Any]]:
+def read_decision_rows(path: str | Path, keep: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
     """Rows of a ``flagstream export-decisions`` file (label 1/0/null per label); a bad line is an error
-    naming its line number, since a half-read export would silently change what is trained on."""
+    naming its line number, since a half-read export would silently change what is trained on. ``keep``
+    sees each parsed line whole (signature included) and drops it when False (``train`` checks signatures).
+
+    Raises:
+        ValueError: a line that is not an export-decisions row.
+    """
     rows = []
     with Path(path).open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
@@ -219,6 +224,8 @@ def read_decision_rows(path: str | Path) -> list[dict[str, Any]]:
                     raise ValueError
             except (ValueError, KeyError, TypeError):
                 raise ValueError(f"{path}:{n}: not an export-decisions row (needs text and label -> 1/0/null)") from None
+            if keep is not None and not keep(obj):
+                continue
             rows.append({"id": str(obj.get("id", n)), "text": text, **labels})
     return rows
 

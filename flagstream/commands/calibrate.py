@@ -29,7 +29,7 @@ from flagstream.streaming.logs import setup_logging
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="re-pick a model's thresholds on validation data or from reviewers' decisions")
     add_config_flags(p, "model", "data_dir", "log_level", "bootstrap_servers", "client_id", "review_topic",
-                     "decisions_topic", "startup_timeout_s", *KAFKA_SECURITY_FIELDS)
+                     "decisions_topic", "decisions_hmac_key_file", "startup_timeout_s", *KAFKA_SECURITY_FIELDS)
     p.add_argument("--output", type=Path, required=True, help="new model directory (weights copied, manifest rewritten)")
     p.add_argument("--version", default=None, help="version of the new model (thresholds are part of a model); "
                    "with --from-decisions the default bumps the last number of the current version")
@@ -49,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="estimate per-feed precision/recall from decisions (audit-weighted) instead of validation data")
     g.add_argument("--feed", default=None, help="source topic whose thresholds to set (required when decisions span several)")
     g.add_argument("--report", type=Path, default=None, help="report directory (default: OUTPUT-report)")
+    g.add_argument("--accept-unsigned", action="store_true",
+                   help="also count unsigned decisions (legacy data written before decisions were signed)")
     g.add_argument("--min-decisions", type=int, default=50, help="decisions per label and feed below which nothing moves")
     g.add_argument("--watch", type=float, default=None, metavar="SECONDS",
                    help="keep running: every SECONDS re-read the decisions and write a new candidate version under "
@@ -93,6 +95,9 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         raise UserError("--version cannot be given with --watch: each candidate gets the next free version")
     if not 0 < args.min_change < 1:
         raise UserError("--min-change must lie between 0 and 1")
+    from flagstream.streaming.signing import reader_key
+
+    reader_key(settings, args.accept_unsigned)  # no key: one line now, not one per --watch round
     manifest = read_manifest(Path(settings.model))
     own = manifest.extra.get("target_precision")
     targets = parse_targets(args.target_precision if args.target_precision else (own if own else "0.90"))
@@ -101,7 +106,7 @@ def run_from_decisions(args: argparse.Namespace) -> int:
         return watch(args, settings, manifest, targets, evidence)
     out = Path(args.output)
     version = args.version or bump_version(manifest.version)
-    proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence)
+    proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence, args.accept_unsigned)
     moved = {p.label: p.threshold for p in proposals if p.feed == feed and p.moved}
     new_version = None
     if moved:
@@ -121,12 +126,13 @@ def run_from_decisions(args: argparse.Namespace) -> int:
 
 
 def _propose(settings: Any, manifest: Any, targets: dict[str, float], feed: str | None,
-             evidence: Any) -> tuple[list[Any], dict[str, Any], str]:
+             evidence: Any, accept_unsigned: bool = False) -> tuple[list[Any], dict[str, Any], str]:
     """Read the review and decisions topics, estimate, propose: (proposals, provenance, feed)."""
     from flagstream.classifier.feedback.thresholds import propose_all
     from flagstream.streaming.ops.feedback import read_rows
 
-    joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels)
+    joined = read_rows(settings, {"name": manifest.name, "version": manifest.version}, manifest.labels,
+                       accept_unsigned=accept_unsigned)
     feeds = sorted({r.feed for r in joined.rows})
     if not joined.rows:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(joined.skipped.items())) or "none"
@@ -187,7 +193,7 @@ def watch(args: argparse.Namespace, settings: Any, manifest: Any, targets: dict[
         rounds += 1
         stamp = now_iso()
         try:
-            proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence)
+            proposals, provenance, feed = _propose(settings, manifest, targets, args.feed, evidence, args.accept_unsigned)
         except (UserError, KafkaError) as exc:  # no decisions yet, no broker: say so, try again next round
             print(f"round {rounds} {stamp}: nothing proposed: {exc}", flush=True)
         else:

@@ -1,8 +1,10 @@
 """``flagstream console``: the review console (a web page over the review and decisions topics).
 
-Binds 127.0.0.1 by default. Any other address needs a reviewer token (``FLAGSTREAM_CONSOLE_TOKEN`` or
-``console_token_file``-style env only: it is a secret, never a CLI flag, so it stays out of ``ps``); the
-printed URL carries it in the fragment, which browsers never send to the server or put in logs.
+Binds 127.0.0.1 by default. Any other address needs reviewer credentials: per-reviewer tokens
+(``console_tokens_file``) or the shared ``FLAGSTREAM_CONSOLE_TOKEN`` (a secret: environment only, never a CLI
+flag, so it stays out of ``ps``). The printed URL never carries a token (stdout ends up in pod logs): it says
+where the token is and its last 4 characters; the page takes it from the ``#token=`` fragment, which browsers
+never send to the server. Who decides is the server's call (streaming/ops/console/identity.py).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "group) and serves the undecided flagged posts; each decision is written to the "
                                    "decisions topic. Binds 127.0.0.1 unless --console-host says otherwise, which "
                                    "then requires FLAGSTREAM_CONSOLE_TOKEN.")
-    p.add_argument("--reviewer", default="console", help="default opaque reviewer id for decisions (the page's "
-                                                         "?reviewer=ID overrides it per browser)")
+    p.add_argument("--reviewer", default="console",
+                   help="opaque reviewer id stamped on every decision when the console has one shared token (or none); "
+                        "per-reviewer identity comes from console_tokens_file or console_trusted_header")
     from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "dlq_topic",
-                     "create_topics", "topic_partitions", "console_host", "console_port", "startup_timeout_s",
+                     "create_topics", "topic_partitions", "console_host", "console_port", "console_tokens_file",
+                     "console_trusted_header", "console_max_body_bytes", "console_max_items", "console_max_decided",
+                     "decisions_hmac_key_file", "startup_timeout_s",
                      "log_level", "log_format", *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
 
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level, settings.log_format)
     token = settings.console_token.get_secret_value() if settings.console_token is not None else None
     host = settings.console_host
-    if not is_loopback(host) and not token:
+    if not is_loopback(host) and not token and settings.console_tokens_file is None:
         raise UserError(f"console_host {host} is not loopback: set FLAGSTREAM_CONSOLE_TOKEN to a reviewer token "
                         "(at least 16 characters), or keep the default 127.0.0.1")
     if token is not None and len(token) < 16:

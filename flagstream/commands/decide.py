@@ -2,7 +2,9 @@
 
 The same record the review console writes (built by :mod:`flagstream.streaming.ops.decisions`), so scripts and tests
 can decide without a browser. The post's review record is looked up on the review topic to fill in the
-model, thresholds and review offset that flagged it.
+model, thresholds and review offset that flagged it. With ``decisions_hmac_key`` set the decision is signed
+(streaming/signing.py); without it, it is unsigned and readers skip it unless told ``--accept-unsigned``.
+More ids than one record may cover are written as several records (one JSON line each).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="record the decision even for ids that are not on the review topic")
     from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
 
-    add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "create_topics",
+    add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "decisions_hmac_key_file",
+                     "create_topics",
                      "topic_partitions", "startup_timeout_s", "log_level", "log_format",
                      *KAFKA_SECURITY_FIELDS)
     p.set_defaults(func=run)
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
     from flagstream.streaming.kafka.clients import make_admin, make_consumer, make_producer, retry_until
-    from flagstream.streaming.ops.decisions import build_decision, find_reviews, write_decision
+    from flagstream.streaming.ops.decisions import build_decisions, find_reviews, write_decision
     from flagstream.streaming.logs import setup_logging
     from flagstream.streaming.kafka.topics import ensure_topics
 
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--reviewer must be a non-empty opaque id")
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
+    key = settings.resolved_decisions_hmac_key()
     try:
         admin = retry_until("topics", lambda t: make_admin(settings, t), settings)
         try:
@@ -83,16 +87,18 @@ def run(args: argparse.Namespace) -> int:
                             "check the id, or pass --allow-missing to record the decision anyway")
         items = [found[i] for i in args.ids if i in found]
         try:
-            decision = build_decision(items, verdicts, args.reviewer, policy=args.policy, note=args.note,
-                                      campaign=args.campaign, extra_ids=missing)
+            decisions = build_decisions(items, verdicts, args.reviewer, key=key, policy=args.policy, note=args.note,
+                                        campaign=args.campaign, extra_ids=missing)
         except ValueError as exc:
             raise UserError(f"invalid decision: {exc}") from None
         producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings)
         try:
-            write_decision(producer, settings.decisions_topic, decision)
+            for decision in decisions:
+                write_decision(producer, settings.decisions_topic, decision)
         finally:
             producer.close(timeout=10)
     except KafkaError as exc:
         raise UserError(f"writing to {settings.decisions_topic} failed: {type(exc).__name__}: {exc}") from None
-    print(json.dumps(decision.as_dict(), ensure_ascii=False))
+    for decision in decisions:
+        print(json.dumps(decision.as_dict(), ensure_ascii=False))
     return 0

@@ -30,7 +30,7 @@ DEFAULT_OUTPUT = PROJECT_ROOT / "runs" / "flagstream-minilm"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune the transformer on the labelled data and write a model directory")
-    add_config_flags(p, "data_dir", "log_level")
+    add_config_flags(p, "data_dir", "log_level", "decisions_hmac_key_file")
     p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                    help=f"model directory to write (default {DEFAULT_OUTPUT.relative_to(PROJECT_ROOT)}; "
                         "use models/flagstream-minilm to replace the shipped default)")
@@ -68,6 +68,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="reviewers' decisions from 'flagstream export-decisions' as an extra source "
                         "(train split only; rows matching a val/test text are dropped; repeatable)")
     p.add_argument("--decisions-weight", type=float, default=1.0, help="training weight of each decided row (default 1.0)")
+    p.add_argument("--accept-unsigned", action="store_true",
+                   help="with --decisions: also train on unsigned rows (legacy exports made without a decisions key)")
     p.set_defaults(func=run)
 
 
@@ -107,18 +109,40 @@ def _val_rows(args: argparse.Namespace) -> int:
     return base_recipe(args.base).get("val_rows", 0)
 
 
-def add_decisions(ds: Any, paths: list[Path], weight: float) -> Any:
-    """``ds`` with every ``--decisions`` file added as a train-only source (see flagstream.classifier.data.corpus.with_decisions)."""
+def add_decisions(ds: Any, paths: list[Path], weight: float, key: bytes | None = None,
+                  accept_unsigned: bool = False) -> Any:
+    """``ds`` with every ``--decisions`` file added as a train-only source (see flagstream.classifier.data.corpus.with_decisions).
+
+    Each row's signature (written by export-decisions with the decisions key) is checked: unsigned or
+    invalid rows are skipped and counted in one line (``accept_unsigned`` lets unsigned legacy rows in).
+
+    Raises:
+        UserError: a file missing or not an export-decisions file.
+    """
+    from collections import Counter
+
     from flagstream.classifier.data.corpus import read_decision_rows, with_decisions
+    from flagstream.streaming.signing import row_verdict
+
+    refused: Counter = Counter()
+
+    def keep(obj: dict[str, Any]) -> bool:
+        why = row_verdict(obj, key, accept_unsigned)
+        if why is not None:
+            refused[why] += 1
+        return why is None
 
     rows: list[dict[str, Any]] = []
     for path in paths:
         try:
-            rows.extend(read_decision_rows(path))
+            rows.extend(read_decision_rows(path, keep))
         except FileNotFoundError:
             raise UserError(f"--decisions {path}: no such file (write one with 'flagstream export-decisions')") from None
         except ValueError as exc:
             raise UserError(str(exc)) from None
+    if refused:
+        print(f"decisions: skipped {', '.join(f'{v} {k}' for k, v in sorted(refused.items()))} row(s) "
+              f"(set the decisions key used at export, or --accept-unsigned for legacy files)")
     if not rows:
         return ds
     ds, counts = with_decisions(ds, rows, weight)
@@ -159,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
         ds = load_corpus(settings.data_dir, sources)  # the data's split, whatever the training seed
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
-    ds = add_decisions(ds, args.decisions, args.decisions_weight)
+    ds = add_decisions(ds, args.decisions, args.decisions_weight, settings.resolved_decisions_hmac_key(),
+                       args.accept_unsigned)
     rep = report(ds)
     print(report_markdown(rep))
     key: list[Any] = [cfg.as_dict(), args.exclude_source] + ([args.base] if args.base != "minilm" else [])

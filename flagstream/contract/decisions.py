@@ -23,7 +23,9 @@ DECISION_SCHEMA = "decision.v1"
 
 VERDICTS = ("confirm", "reject", "unsure")
 
-MAX_DECISION_IDS = 10_000  # a campaign decision covers its members; more than this is not a reviewer's click
+# One record covers at most this many post ids; a bigger campaign is decided in chunks of this size
+# (flagstream.streaming.ops.decisions.build_decisions), so one forged record can never empty every console's queue.
+MAX_DECISION_IDS = 500
 
 MAX_NOTE_CHARS = 2_000
 
@@ -60,6 +62,7 @@ class Decision:
     campaign: str | None = None
     policy: str | None = None
     note: str | None = None
+    signature: str | None = None  # hex HMAC-SHA256 over the rest (flagstream.streaming.signing); None = unsigned
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -69,7 +72,7 @@ class Decision:
             "thresholds": {k: float(v) for k, v in self.thresholds.items()},
             "reviews": [r.as_dict() for r in self.reviews],
         }
-        for key in ("campaign", "policy", "note"):
+        for key in ("campaign", "policy", "note", "signature"):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
         return body
@@ -155,10 +158,14 @@ def _decision_from(obj: Mapping[str, Any]) -> Decision:
     note = obj.get("note")
     if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
         raise _BadDecision(f"'note' must be a string of at most {MAX_NOTE_CHARS} characters")
+    signature = obj.get("signature")
+    if signature is not None and not (isinstance(signature, str) and len(signature) == 64
+                                      and all(c in "0123456789abcdef" for c in signature)):
+        raise _BadDecision("'signature' must be null or 64 lowercase hex digits (HMAC-SHA256)")
     return Decision(
         decision_id=str(decision_id), ids=tuple(ids), verdicts=dict(verdicts), reviewer=str(reviewer),
         decided_at=str(decided_at), model=dict(model) if model is not None else None,
         thresholds={k: float(v) for k, v in thresholds.items()}, reviews=tuple(refs),
         campaign=_opaque_str(obj, "campaign", MAX_ID_CHARS, False), policy=_opaque_str(obj, "policy", MAX_TAG_CHARS, False),
-        note=note,
+        note=note, signature=signature,
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,8 @@ def audited(record: Any, fields: Mapping[str, Any]) -> Any:
 
 
 def weight_of(record: Mapping[str, Any]) -> tuple[bool, float]:
-    """(audit?, weight) of a review-topic record read back: flagged records weigh 1."""
+    """(audit?, weight) of a review-topic record as its writer stated it: flagged records weigh 1. Checks the
+    stream's own output; estimators never use it (the stated weight is not trusted): :func:`policy_weight`."""
     if record.get("audit") is True:
         w = record.get("sampling_weight")
         if isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 1.0:
@@ -108,4 +110,32 @@ def weight_of(record: Mapping[str, Any]) -> tuple[bool, float]:
     return False, 1.0
 
 
-__all__ = ["AUDIT_HEADER", "AuditPolicy", "inclusion_probability", "uniform", "audit_fields", "mark_audit", "audited", "weight_of"]
+def policy_weight(record: Mapping[str, Any], policy: AuditPolicy) -> tuple[bool, float]:
+    """(audit?, weight) of a review-topic record, the weight recomputed from ``policy``, never read from it.
+
+    Why: a review record's ``sampling_weight`` is whatever its writer put there; ``Infinity`` or ``1e6`` on
+    one record would steer every recall estimate. The policy (the same audit settings the stream ran with)
+    gives the inclusion probability from the record's own scores and thresholds, and the keyed draw must
+    actually have picked the post, so an "audit" record the policy would never have drawn counts for nothing.
+
+    Raises:
+        ValueError: an audit record without numeric scores/thresholds, one the policy gives no probability
+            in (0, 1), or one the policy's draw did not pick.
+    """
+    if record.get("audit") is not True:
+        return False, 1.0
+    scores, thresholds, pid = record.get("scores"), record.get("thresholds"), record.get("id")
+    numeric = lambda d: isinstance(d, dict) and all(  # noqa: E731
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in d.values())
+    if not isinstance(pid, str) or not numeric(scores) or not numeric(thresholds):
+        raise ValueError("audit record without an id, numeric scores and thresholds")
+    if not policy.enabled:
+        raise ValueError("audit record, but the audit policy is off")
+    p = inclusion_probability(scores, thresholds, policy)
+    if not 0.0 < p < 1.0 or uniform(pid, policy.seed) >= p:
+        raise ValueError("audit record the audit policy did not draw")
+    return True, 1.0 / p
+
+
+__all__ = ["AUDIT_HEADER", "AuditPolicy", "inclusion_probability", "uniform", "audit_fields", "mark_audit", "audited",
+           "weight_of", "policy_weight"]

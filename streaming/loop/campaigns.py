@@ -146,6 +146,11 @@ class CampaignTracker:
         return self._add(post_id, camp, ts_ms, m, None)
 
     def _add(self, post_id: str, camp: str, ts_ms: int, m: MinHash | None, members: int | None) -> dict[str, Any]:
+        if m is None and camp not in self.counts:
+            # Nothing survives normalisation (only links, mentions, punctuation): no later post can join it, so
+            # it is a campaign of its own and keeps no state at all. Counting it would grow ``counts`` by one
+            # entry per such post, with no index entry to ever evict it by.
+            return {"id": camp, "members": max(1, members or 1)}
         self.counts[camp] = max(self.counts.get(camp, 0) + 1, members or 0)
         if m is not None:
             indexed = self.indexed.setdefault(camp, deque())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,49 @@ def build_decision(items: Sequence[Reviewed], verdicts: Mapping[str, str], revie
     return Decision(decision_id=uuid.uuid4().hex, ids=tuple(ids), verdicts=dict(verdicts), reviewer=reviewer,
                     decided_at=now_iso(), model=model, thresholds=thresholds, reviews=tuple(i.ref for i in items),
                     campaign=campaign, policy=policy, note=note)
+
+
+def build_decisions(items: Sequence[Reviewed], verdicts: Mapping[str, str], reviewer: str, *,
+                    key: bytes | None = None, policy: str | None = None, note: str | None = None,
+                    campaign: str | None = None, extra_ids: Sequence[str] = ()) -> list[Decision]:
+    """Decisions over ``items`` in chunks of at most :data:`~flagstream.contract.decisions.MAX_DECISION_IDS` ids, each
+    signed with ``key`` when one is given (:mod:`streaming.signing`).
+
+    Why chunks: readers refuse a record covering more ids than that (one record must never empty every
+    console's queue), yet a campaign of any size must be decidable. The chunks share verdicts, reviewer,
+    campaign and note; each carries the review coordinates of its own members.
+
+    Raises:
+        ValueError: no post id at all.
+    """
+    from flagstream.contract.decisions import MAX_DECISION_IDS
+    from flagstream.streaming.signing import sign
+
+    seen: set[str] = set()
+    units: list[tuple[str, Reviewed | None]] = []
+    for it in items:
+        pid = str(it.record.get("id"))
+        if pid not in seen:
+            seen.add(pid)
+            units.append((pid, it))
+    for pid in extra_ids:
+        if pid not in seen:
+            seen.add(pid)
+            units.append((pid, None))
+    if not units:
+        raise ValueError("a decision covers at least one post id")
+    out: list[Decision] = []
+    for start in range(0, len(units), MAX_DECISION_IDS):
+        chunk = units[start:start + MAX_DECISION_IDS]
+        reviewed = [it for _, it in chunk if it is not None]
+        missing = [pid for pid, it in chunk if it is None]
+        # a chunk of ids with no review record still names the model and thresholds that flagged the rest
+        d = build_decision(reviewed or list(items[:1]), verdicts, reviewer, policy=policy, note=note,
+                           campaign=campaign, extra_ids=missing)
+        if not reviewed:
+            d = replace(d, ids=tuple(missing), reviews=())
+        out.append(sign(d, key) if key is not None else d)
+    return out
 
 
 def write_decision(producer: KafkaProducer, topic: str, decision: Decision, timeout_s: float = 30.0) -> Any:
@@ -107,5 +151,5 @@ def read_decisions(consumer: KafkaConsumer, settings: Settings, dlq: KafkaProduc
             yield decision
 
 
-__all__ = ["Reviewed", "build_decision", "write_decision", "accept_decision", "dead_letter", "find_reviews",
+__all__ = ["Reviewed", "build_decision", "build_decisions", "write_decision", "accept_decision", "dead_letter", "find_reviews",
            "read_decisions"]

@@ -9,10 +9,19 @@ and turns every confirm/reject verdict into one row per (post, label):
   being recalibrated count: another version's scores are on another scale);
 * ``verdict``: 1 confirm, 0 reject; when reviewers disagree, the mean of each reviewer's latest
   verdict, so the disagreement stays visible as a fraction; ``unsure`` is no evidence and is dropped;
-* ``weight``: 1 for a flagged post (all of them go to review), ``sampling_weight`` for an audit one,
-  times the inverse share of review items decided in its stratum (:func:`review_coverage`: the queue
+* ``weight``: 1 for a flagged post (all of them go to review), the inverse inclusion probability for an
+  audit one, recomputed from the audit policy (:func:`~flagstream.streaming.loop.audit.policy_weight`; the record's own
+  ``sampling_weight`` is never trusted), times the inverse share of review items decided in its stratum (:func:`review_coverage`: the queue
   is rarely empty, and reviewers take high scores first);
 * ``feed``: the source topic of the post.
+
+Trust (:mod:`streaming.signing`): only signed decisions that verify count (``accept_unsigned`` for legacy
+data), one vote per principal (the signed reviewer id), the latest by *parsed* ``decided_at``. A decision
+is joined to the review record at the coordinates it carries (topic, partition, offset), not merely to the
+latest record with the same id, so a record written later under a decided id cannot swap the scores.
+
+Memory: :func:`read_topics` reads the decisions first, then keeps review records without their text
+(text only for decided posts, and only when exporting), so a long review topic costs its metadata only.
 
 The joining is pure (:func:`join`) and tested without a broker; :func:`read_rows` adds the I/O.
 """
@@ -27,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flagstream.classifier.feedback.thresholds import Row
-from flagstream.streaming.loop.audit import weight_of
+from flagstream.streaming.loop.audit import AuditPolicy, policy_weight
 from flagstream.contract.decisions import Decision
+from flagstream.streaming.signing import decided_time
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +78,26 @@ def latest_reviews(records: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[st
 
 
 def verdict_table(decisions: Iterable[Decision]) -> tuple[dict[tuple[str, str], dict[str, str]], list[Decision]]:
-    """(post id, label) -> {reviewer: latest verdict}, and the decisions read (in topic order)."""
-    table: dict[tuple[str, str], dict[str, tuple[str, str]]] = defaultdict(dict)
+    """(post id, label) -> {reviewer: latest verdict}, and the decisions used (in topic order).
+
+    One vote per principal: a reviewer's later decision replaces their earlier one. "Later" compares the
+    parsed time (``+05:00`` and ``Z`` stamps order correctly); a decision whose time does not parse is left
+    out of both results (readers count it first, :func:`streaming.signing.trusted`).
+    """
+    from datetime import datetime
+
+    table: dict[tuple[str, str], dict[str, tuple[datetime, str]]] = defaultdict(dict)
     used: list[Decision] = []
     for d in decisions:
+        when = decided_time(d)
+        if when is None:
+            continue
         used.append(d)
         for pid in d.ids:
             for label, verdict in d.verdicts.items():
                 prev = table[(pid, label)].get(d.reviewer)
-                if prev is None or d.decided_at >= prev[0]:
-                    table[(pid, label)][d.reviewer] = (d.decided_at, verdict)
+                if prev is None or when >= prev[0]:
+                    table[(pid, label)][d.reviewer] = (when, verdict)
     return {k: {r: v for r, (_, v) in by.items()} for k, by in table.items()}, used
 
 
@@ -121,16 +141,22 @@ def review_coverage(reviews: Mapping[str, Mapping[str, Any]], decided: set[str],
 
 
 def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision],
-         model: Mapping[str, str] | None = None, labels: Iterable[str] | None = None) -> Joined:
-    """Estimator rows from review records (id -> record) and decisions; see the module docstring."""
+         model: Mapping[str, str] | None = None, labels: Iterable[str] | None = None,
+         policy: AuditPolicy | None = None) -> Joined:
+    """Estimator rows from review records (id -> record) and decisions; see the module docstring.
+
+    ``policy`` is the audit policy the stream ran with (default: the default settings'); audit weights are
+    recomputed from it.
+    """
+    policy = policy or AuditPolicy()
     table, used = verdict_table(decisions)
     wanted = set(labels) if labels is not None else None
     out = Joined(rows=[])
     ids = sorted(d.decision_id for d in used)
     out.decisions_used = len(used)
     out.decision_ids_sha256 = hashlib.sha256("\n".join(ids).encode()).hexdigest()
-    times = sorted(d.decided_at for d in used)
-    out.first_decided_at, out.last_decided_at = (times[0], times[-1]) if times else (None, None)
+    times = sorted(used, key=decided_time)  # type: ignore[arg-type] - used holds parsable times only
+    out.first_decided_at, out.last_decided_at = (times[0].decided_at, times[-1].decided_at) if times else (None, None)
     decided = {pid for (pid, label), by in table.items() if any(v != "unsure" for v in by.values())}
     coverage, out.undecided = review_coverage(reviews, decided, model)
     for (pid, label), by_reviewer in sorted(table.items()):
@@ -154,7 +180,7 @@ def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision]
             out.skipped["no_score"] += 1
             continue
         try:
-            audit, weight = weight_of(rec)
+            audit, weight = policy_weight(rec, policy)
         except ValueError:
             out.skipped["bad_audit_weight"] += 1
             continue
@@ -171,14 +197,16 @@ def join(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision]
 
 
 def export_rows(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[Decision],
-                labels: Iterable[str]) -> tuple[list[dict[str, Any]], Counter]:
+                labels: Iterable[str], policy: AuditPolicy | None = None) -> tuple[list[dict[str, Any]], Counter]:
     """Decided posts as labelled training rows, one per post id (latest review record), in id order.
 
     Per label: ``votes`` counts each reviewer's latest verdict; the label is 1 or 0 by strict majority of
     confirm/reject, ``null`` on a tie or when every vote is ``unsure`` (so a disputed label never trains
     either way); ``disputed`` names labels whose reviewers disagree. ``audit`` and ``sampling_weight`` say
-    how the post reached review. Posts with no review record are counted, not exported (no text).
+    how the post reached review (the weight recomputed from ``policy``, as in :func:`join`). Posts with no
+    review record are counted, not exported (no text).
     """
+    policy = policy or AuditPolicy()
     table, _ = verdict_table(decisions)
     labels = list(labels)
     by_post: dict[str, dict[str, dict[str, str]]] = defaultdict(dict)
@@ -192,7 +220,7 @@ def export_rows(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[De
             skipped["no_review_record"] += 1
             continue
         try:
-            audit, weight = weight_of(rec)
+            audit, weight = policy_weight(rec, policy)
         except ValueError:
             skipped["bad_audit_weight"] += 1
             continue
@@ -213,33 +241,89 @@ def export_rows(reviews: Mapping[str, Mapping[str, Any]], decisions: Iterable[De
     return out, skipped
 
 
-def read_topics(settings: Any) -> tuple[dict[str, Mapping[str, Any]], list[Decision]]:
-    """Latest review record per id and every valid decision, from the topics named in ``settings``."""
+TEXT_FIELDS = ("text", "spans", "extra", "url")  # what a review record costs most, and no estimator reads
+
+
+@dataclass
+class Topics:
+    """What :func:`read_topics` keeps: review records by id (text only where asked), the trusted decisions,
+    and why decisions or their joins were skipped."""
+
+    reviews: dict[str, Mapping[str, Any]]
+    decisions: list[Decision]
+    skipped: Counter
+
+
+def read_topics(settings: Any, accept_unsigned: bool = False, keep_text: bool = False,
+                all_reviews: bool = True) -> Topics:
+    """The trusted decisions, then the review records they need, from the topics named in ``settings``.
+
+    Decisions are verified first (:func:`streaming.signing.trusted` with ``decisions_hmac_key``). The review
+    topic is then scanned once: records of undecided posts are kept only when ``all_reviews`` (calibration
+    needs them for coverage), and without text unless ``keep_text`` (export, decided posts only). A decided
+    post is joined to the record at the coordinates its decision names; a decision naming coordinates that
+    hold another id (or nothing) falls back to the latest record of its id, counted as ``review_ref_mismatch``.
+
+    Raises:
+        UserError: no decisions key configured and ``accept_unsigned`` not given.
+    """
     from flagstream.streaming.kafka.clients import make_consumer, retry_until
     from flagstream.streaming.ops.decisions import read_decisions
     from flagstream.streaming.ops.review import decode, iter_topic
+    from flagstream.streaming.signing import reader_key, trusted
 
+    key = reader_key(settings, accept_unsigned)
     consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
     try:
-        reviews = latest_reviews(m for m in (decode(r.value) for r in iter_topic(consumer, settings.review_topic))
-                                 if m is not None)
+        decisions, skipped = trusted(read_decisions(consumer, settings, dlq=None), key, accept_unsigned)
     finally:
         consumer.close(autocommit=False)
+    wanted = {pid for d in decisions for pid in d.ids}
+    refs: dict[tuple[str, int, int], str] = {}
+    for d in decisions:
+        for ref in d.reviews:
+            refs[(ref.topic, ref.partition, ref.offset)] = ref.id
+    reviews: dict[str, Mapping[str, Any]] = {}
+    pinned: dict[str, Mapping[str, Any]] = {}
     consumer = retry_until("consumer", lambda t: make_consumer(settings, t, group_id=None), settings)
     try:
-        decisions = list(read_decisions(consumer, settings, dlq=None))
+        for rec in iter_topic(consumer, settings.review_topic):
+            msg = decode(rec.value)
+            if msg is None or not isinstance(msg.get("id"), str):
+                continue
+            pid = msg["id"]
+            if pid not in wanted and not all_reviews:
+                continue
+            if not (keep_text and pid in wanted):
+                msg = {k: v for k, v in msg.items() if k not in TEXT_FIELDS}
+            reviews[pid] = msg
+            named = refs.get((rec.topic, rec.partition, rec.offset))
+            if named is not None:
+                if named == pid:
+                    pinned[pid] = msg
+                else:
+                    skipped["review_ref_mismatch"] += 1
     finally:
         consumer.close(autocommit=False)
-    return reviews, decisions
+    reviews.update(pinned)
+    return Topics(reviews, decisions, skipped)
 
 
-def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[str] | None) -> Joined:
-    """Read the review and decisions topics named in ``settings`` and :func:`join` them."""
-    reviews, decisions = read_topics(settings)
-    joined = join(reviews, decisions, model, labels)
+def read_rows(settings: Any, model: Mapping[str, str] | None, labels: Iterable[str] | None,
+              accept_unsigned: bool = False) -> Joined:
+    """Read the review and decisions topics named in ``settings`` and :func:`join` them (text-free).
+
+    Raises:
+        UserError: no decisions key and not ``accept_unsigned`` (see :func:`read_topics`).
+    """
+    topics = read_topics(settings, accept_unsigned=accept_unsigned)
+    joined = join(topics.reviews, topics.decisions, model, labels, AuditPolicy.from_settings(settings))
+    for reason, n in topics.skipped.items():
+        joined.skipped[f"decision_{reason}"] += n
     log.info("decisions joined", extra={"decisions": joined.decisions_used, "rows": len(joined.rows),
                                         "skipped": dict(joined.skipped)})
     return joined
 
 
-__all__ = ["Joined", "latest_reviews", "verdict_table", "review_coverage", "join", "export_rows", "read_topics", "read_rows"]
+__all__ = ["Joined", "latest_reviews", "verdict_table", "review_coverage", "join", "export_rows", "Topics", "read_topics",
+           "read_rows", "TEXT_FIELDS"]

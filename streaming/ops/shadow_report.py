@@ -16,6 +16,7 @@ reader asks (``--show-text``).
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -103,11 +104,17 @@ def _ref(model: Any) -> str:
     return f"{model.get('name', '?')}@{model.get('version', '?')}"
 
 
-def summarize(records: Iterable[ShadowRecord | Rejection], examples: int = 3) -> Report:
-    """The comparison tables; ``examples`` = how many newly flagged / unflagged posts to keep per label."""
+# Redelivered shadow records (a restart replays a batch) sit close together on the topic: remembering the most
+# recent this many record keys catches them in bounded memory; duplicates further apart are counted twice.
+MAX_SEEN = 200_000
+
+
+def summarize(records: Iterable[ShadowRecord | Rejection], examples: int = 3, max_seen: int = MAX_SEEN) -> Report:
+    """The comparison tables; ``examples`` = how many newly flagged / unflagged posts to keep per label;
+    ``max_seen`` bounds the duplicate detector (the most recent keys, oldest forgotten first)."""
     report = Report()
     pairs: dict[tuple[str, str], PairReport] = {}
-    seen: set[tuple[str, str, str, int, int]] = set()
+    seen: OrderedDict[tuple[str, str, str, int, int], None] = OrderedDict()
     for r in records:
         report.records += 1
         if isinstance(r, Rejection):
@@ -118,7 +125,9 @@ def summarize(records: Iterable[ShadowRecord | Rejection], examples: int = 3) ->
         if key in seen:
             report.duplicates += 1
             continue
-        seen.add(key)
+        seen[key] = None
+        if len(seen) > max_seen:
+            seen.popitem(last=False)
         pr = pairs.get(pair)
         if pr is None:
             pr = pairs[pair] = PairReport(*pair)
@@ -187,4 +196,4 @@ def fetch_texts(consumer: Any, refs: Iterable[tuple[str, int, int]], timeout_s: 
     return out
 
 
-__all__ = ["ANY", "ALL_FEEDS", "Cell", "PairReport", "Report", "summarize", "read_window", "fetch_texts"]
+__all__ = ["MAX_SEEN", "ANY", "ALL_FEEDS", "Cell", "PairReport", "Report", "summarize", "read_window", "fetch_texts"]

@@ -12,7 +12,7 @@ Safety, because post text is hostile by assumption and a console holds a write p
 
 from __future__ import annotations
 
-import hmac
+import json
 import logging
 from importlib import resources
 from typing import Any
@@ -27,6 +27,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from flagstream.streaming.ops.console.identity import Identity
 from flagstream.streaming.ops.console.state import AlreadyDecided, ReviewState
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,41 @@ def is_loopback(host: str) -> bool:
     return host in LOOPBACK or host.startswith("127.")
 
 
+class TooLarge(Exception):
+    """The request body is over the console's limit."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing early (Content-Length) or as soon as the stream passes ``limit`` bytes.
+
+    Raises:
+        TooLarge: more than ``limit`` bytes declared or sent.
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.0.1",
-               reviewer: str = "console") -> Starlette:
-    """The ASGI app. ``token`` None = no token (only allowed on loopback; the command enforces that)."""
+               reviewer: str = "console", identity: Identity | None = None,
+               max_body_bytes: int = 65_536) -> Starlette:
+    """The ASGI app. ``token`` None = no token (only allowed on loopback; the command enforces that).
+
+    ``identity`` says who decides (:mod:`flagstream.streaming.ops.console.identity`); without one, the shared ``token`` and
+    the start-time ``reviewer``. A reviewer id sent in a request is never used.
+    """
+    ident = identity or Identity(reviewer, token=token)
 
     def authorised(request: Request) -> bool:
-        if token is None:
-            return True
-        given = request.headers.get("x-flagstream-token", "")
-        return hmac.compare_digest(given.encode(), token.encode())
+        return ident.principal(request.headers) is not None
 
     def denied() -> JSONResponse:
         return JSONResponse({"error": "reviewer token required (open the console URL printed at start)"},
@@ -60,7 +87,8 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
     async def config(request: Request) -> Response:
         if not authorised(request):
             return denied()
-        return JSONResponse({"reviewer": reviewer, "token_required": token is not None})
+        return JSONResponse({"reviewer": ident.principal(request.headers), "token_required": ident.token_required,
+                             "identity": ident.mode})
 
     async def queue(request: Request) -> Response:
         if not authorised(request):
@@ -87,27 +115,37 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "post application/json"}, status_code=415)
         try:
-            body: Any = await request.json()
-        except ValueError:
+            raw = await read_body(request, max_body_bytes)
+        except TooLarge:
+            return JSONResponse({"error": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        try:
+            body: Any = json.loads(raw)
+        except (ValueError, RecursionError):
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         if not isinstance(body, dict) or not isinstance(body.get("key"), str) or not isinstance(body.get("verdicts"), dict):
-            return JSONResponse({"error": "expected {key, verdicts, reviewer?, policy?, note?}"}, status_code=400)
-        who = body.get("reviewer") or reviewer
-        if not isinstance(who, str) or not who.strip() or len(who) > 256:
-            return JSONResponse({"error": "reviewer must be a short opaque id"}, status_code=400)
+            return JSONResponse({"error": "expected {key, verdicts, policy?, note?}"}, status_code=400)
+        who = ident.principal(request.headers)  # the server's idea of the reviewer; body["reviewer"] is ignored
+        if who is None:
+            return denied()
         try:
-            decision = await run_in_threadpool(state.decide, body["key"], body["verdicts"], who,
-                                               body.get("policy") or None, body.get("note") or None)
+            decisions = await run_in_threadpool(state.decide, body["key"], body["verdicts"], who,
+                                                body.get("policy") or None, body.get("note") or None)
         except AlreadyDecided:
             return JSONResponse({"error": "already decided (by this or another console)"}, status_code=409)
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"decision_id": decision.decision_id, "ids": list(decision.ids)})
+        return JSONResponse({"decision_id": decisions[0].decision_id, "decision_ids": [d.decision_id for d in decisions],
+                             "ids": [pid for d in decisions for pid in d.ids], "reviewer": who})
 
     async def stats(request: Request) -> Response:
         if not authorised(request):
             return denied()
         return JSONResponse(state.stats())
+
+    async def readyz(request: Request) -> Response:
+        """Unauthenticated probe (no data): 503 while the reader thread is dead or has not read for a while."""
+        health = state.health()
+        return JSONResponse(health, status_code=200 if health["ready"] else 503)
 
     async def headers(request: Request, call_next: Any) -> Response:
         response = await call_next(request)
@@ -127,6 +165,7 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
         Route("/api/item", item),
         Route("/api/decide", decide, methods=["POST"]),
         Route("/api/stats", stats),
+        Route("/readyz", readyz),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ], middleware=middleware)
     return app

@@ -5,17 +5,25 @@ group, so any number of consoles can run on the same topics and none takes recor
 console builds its queue from the topics alone, which is why a decision made in one console removes the
 item from every other console at its next poll: the decisions topic is the only shared state.
 
-Memory: a review record is held only while its post is undecided; decided posts keep just their id
-(``decided``) and the last ``max_decisions`` decisions are kept for the stats panel.
+Memory is bounded (docs/operations.md): at most ``console_max_items`` undecided review records (the oldest
+is evicted first and counted in ``/api/stats``), at most ``console_max_decided`` decided ids (the oldest is
+forgotten: a review record of such an old post read again would reappear), and the last ``max_decisions``
+decisions for the stats panel.
+
+Robustness: a malformed review record (non-numeric score, missing text, ...) is skipped and counted, never
+folded in, so one record cannot break ``/api/queue`` for everyone; an exception in the reader thread is
+logged, backed off and retried, and :meth:`ReviewState.health` reports the console stale (``/readyz`` 503)
+while it cannot read.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import unicodedata
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,9 +32,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from flagstream.config import Settings
-from flagstream.streaming.ops.decisions import Reviewed, accept_decision, build_decision, write_decision
+from flagstream.streaming.ops.decisions import Reviewed, accept_decision, build_decisions, write_decision
 from flagstream.streaming.ops.review import decode
-from flagstream.contract.decisions import Decision, ReviewRef, VERDICTS
+from flagstream.contract.decisions import VERDICTS, Decision, ReviewRef
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,28 @@ def top_score(record: Mapping[str, Any]) -> float:
     return max(flagged or [float(v) for v in scores.values()] or [0.0])
 
 
+def malformed(msg: Any) -> str | None:
+    """Why a decoded review-topic value cannot be queued (None: it can). Everything the queue and item views
+    read is checked here once, so no request can trip over a record later."""
+    if not isinstance(msg, dict):
+        return "not_json_object"
+    if not isinstance(msg.get("id"), str) or not isinstance(msg.get("text"), str):
+        return "no_id_or_text"
+    scores = msg.get("scores")
+    if scores is not None and not isinstance(scores, dict):
+        return "bad_scores"
+    for v in (scores or {}).values():
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            return "bad_scores"
+    labels = msg.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        return "bad_labels"
+    for key in ("source", "thresholds", "spans"):
+        if msg.get(key) is not None and not isinstance(msg.get(key), dict):
+            return f"bad_{key}"
+    return None
+
+
 def campaign_of(record: Mapping[str, Any]) -> str | None:
     c = record.get("campaign")
     if isinstance(c, dict) and isinstance(c.get("id"), str):
@@ -106,13 +136,21 @@ def _ts(iso: str) -> float:
 class ReviewState:
     """The live queue of one console (thread-safe; :meth:`run` is the reader thread)."""
 
+    STALE_AFTER_S = 30.0  # no successful poll for this long: /readyz says 503
+
     def __init__(self, settings: Settings, consumer: KafkaConsumer, producer: KafkaProducer,
-                 max_decisions: int = 100_000) -> None:
+                 max_decisions: int = 100_000, key: bytes | None = None) -> None:
         self.settings = settings
         self.consumer = consumer
         self.producer = producer
-        self.items: dict[str, Reviewed] = {}
-        self.decided: set[str] = set()
+        self.key = key  # signs this console's decisions (streaming/signing.py); None = unsigned
+        self.max_items = settings.console_max_items
+        self.max_decided = settings.console_max_decided
+        self.items: dict[str, Reviewed] = {}  # insertion order = age: the first one is evicted first
+        self.decided: dict[str, None] = {}  # an ordered set of decided ids, bounded the same way
+        self.counts: Counter = Counter()  # skipped_<reason>, evicted_items, forgotten_decided, reader_errors
+        self.last_poll = time.monotonic()
+        self.reader_error: str | None = None
         self.decisions: deque[Decision] = deque(maxlen=max_decisions)
         self.seen_decisions: set[str] = set()
         self.lock = threading.RLock()
@@ -147,22 +185,50 @@ class ReviewState:
         return tps
 
     def run(self) -> None:
-        from flagstream.streaming.ops.review import caught_up
-
-        tps = self._assign()
+        """The reader thread: never ends on an exception (logged, backed off, retried) until :meth:`stop`."""
+        backoff = 1.0
+        tps: list[TopicPartition] | None = None
         while not self.stop_event.is_set():
             try:
-                batch = self.consumer.poll(timeout_ms=200)
-            except Exception:  # noqa: BLE001 - a console keeps serving what it has while the broker is away
-                log.warning("console poll failed; retrying", exc_info=True)
-                time.sleep(1.0)
-                continue
-            for records in batch.values():
-                for rec in records:
+                if tps is None:
+                    tps = self._assign()
+                self.poll_once(tps)
+                backoff = 1.0
+            except Exception as exc:  # noqa: BLE001 - a console keeps serving what it has while it cannot read
+                self.counts["reader_errors"] += 1
+                self.reader_error = type(exc).__name__
+                log.warning("console reader failed; retrying", exc_info=True,
+                            extra={"error": type(exc).__name__, "retry_in_s": backoff})
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def poll_once(self, tps: list[TopicPartition]) -> None:
+        """One poll folded in; a record that raises is skipped and counted, the rest of the batch goes on."""
+        from flagstream.streaming.ops.review import caught_up
+
+        batch = self.consumer.poll(timeout_ms=200)
+        self.last_poll = time.monotonic()
+        self.reader_error = None
+        for records in batch.values():
+            for rec in records:
+                try:
                     self.apply(rec)
-            if not batch and not self.caught_up.is_set() and caught_up(self.consumer, tps):
-                self.caught_up.set()
-                log.info("console caught up", extra={"queue": len(self.items), "decided": len(self.decided)})
+                except Exception as exc:  # noqa: BLE001 - one record never stops the reader
+                    self.counts["skipped_apply_error"] += 1
+                    log.warning("console record skipped", extra={"topic": rec.topic, "partition": rec.partition,
+                                                                 "offset": rec.offset, "error": type(exc).__name__})
+        if not batch and not self.caught_up.is_set() and caught_up(self.consumer, tps):
+            self.caught_up.set()
+            log.info("console caught up", extra={"queue": len(self.items), "decided": len(self.decided)})
+
+    def health(self) -> dict[str, Any]:
+        """Is this console current? ``ready`` False when the reader thread is gone or has not polled lately."""
+        alive = self.thread is None or self.thread.is_alive()
+        age = time.monotonic() - self.last_poll
+        stale = not alive or age > self.STALE_AFTER_S
+        return {"ready": not stale and self.caught_up.is_set(), "stale": stale, "reader_alive": alive,
+                "last_poll_age_s": round(age, 1), "reader_error": self.reader_error,
+                "caught_up": self.caught_up.is_set()}
 
     def apply(self, rec: Any) -> None:
         """Fold one consumed record (review or decision) into the state."""
@@ -172,13 +238,19 @@ class ReviewState:
                 self._record(decision)
             return
         msg = decode(rec.value)
-        if msg is None or not isinstance(msg.get("id"), str) or not isinstance(msg.get("text"), str):
+        why = "undecodable" if msg is None else malformed(msg)
+        if why is not None:
+            self.counts[f"skipped_{why}"] += 1
             log.warning("not a review record; skipped", extra={"topic": rec.topic, "partition": rec.partition,
-                                                                "offset": rec.offset})
+                                                                "offset": rec.offset, "reason": why})
             return
         with self.lock:
             if msg["id"] not in self.decided:
+                self.items.pop(msg["id"], None)  # re-inserted at the end: a redelivered record is young again
                 self.items[msg["id"]] = Reviewed(msg, ReviewRef(msg["id"], rec.topic, rec.partition, rec.offset))
+                while len(self.items) > self.max_items:
+                    self.items.pop(next(iter(self.items)))
+                    self.counts["evicted_items"] += 1
 
     def _record(self, decision: Decision) -> None:
         with self.lock:
@@ -189,8 +261,11 @@ class ReviewState:
             self.decisions.append(decision)
             self.seen_decisions.add(decision.decision_id)
             for pid in decision.ids:
-                self.decided.add(pid)
+                self.decided[pid] = None
                 self.items.pop(pid, None)
+            while len(self.decided) > self.max_decided:
+                self.decided.pop(next(iter(self.decided)))
+                self.counts["forgotten_decided"] += 1
 
     # ---- the queue ----------------------------------------------------------------------
     def groups(self) -> list[Group]:
@@ -233,7 +308,7 @@ class ReviewState:
                          "lang": lead.get("lang"), "topic": (lead.get("source") or {}).get("topic"),
                          "preview": [s for s in segments(lead["text"][:160], None)]})
         return {"rows": rows, "total": len(chosen), "facets": {k: sorted(v) for k, v in facets.items()},
-                "caught_up": self.caught_up.is_set()}
+                "caught_up": self.caught_up.is_set(), "stale": self.health()["stale"]}
 
     def group(self, key: str) -> Group | None:
         return next((g for g in self.groups() if g.key == key), None)
@@ -267,8 +342,15 @@ class ReviewState:
 
     # ---- deciding -----------------------------------------------------------------------
     def decide(self, key: str, verdicts: Mapping[str, str], reviewer: str, policy: str | None = None,
-               note: str | None = None) -> Decision:
-        """Write one decision over the group's undecided members, then drop them from the queue."""
+               note: str | None = None) -> list[Decision]:
+        """Write the decision over the group's undecided members (in chunks of at most
+        :data:`~flagstream.contract.decisions.MAX_DECISION_IDS` ids, each signed when the console holds the key), then
+        drop them from the queue. ``reviewer`` is the principal the server resolved, never the request's.
+
+        Raises:
+            ValueError: verdicts empty or not confirm/reject/unsure.
+            AlreadyDecided: nothing undecided under ``key``.
+        """
         bad = [v for v in verdicts.values() if v not in VERDICTS]
         if not verdicts or bad:
             raise ValueError(f"verdicts must map labels to one of {', '.join(VERDICTS)}")
@@ -276,10 +358,12 @@ class ReviewState:
         if g is None:
             raise AlreadyDecided(key)
         members = sorted(g.members, key=lambda m: -top_score(m.record))
-        decision = build_decision(members, verdicts, reviewer, policy=policy, note=note, campaign=g.campaign)
-        write_decision(self.producer, self.settings.decisions_topic, decision)
-        self._record(decision)
-        return decision
+        decisions = build_decisions(members, verdicts, reviewer, key=self.key, policy=policy, note=note,
+                                    campaign=g.campaign)
+        for decision in decisions:
+            write_decision(self.producer, self.settings.decisions_topic, decision)
+            self._record(decision)
+        return decisions
 
     # ---- stats --------------------------------------------------------------------------
     def stats(self, now: float | None = None) -> dict[str, Any]:
@@ -304,8 +388,9 @@ class ReviewState:
             rates[label] = {**counts, "reject_rate": round(counts["reject"] / decided, 4) if decided else None,
                             "reject_rate_last_100": round(last.count("reject") / len(last), 4) if last else None}
         return {"queue_posts": depth, "queue_items": groups, "decisions": len(decisions),
+                "counts": dict(self.counts), "bounds": {"items": self.max_items, "decided": self.max_decided},
                 "decisions_last_hour": last_hour, "labels": rates,
                 "as_of": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="seconds")}
 
 
-__all__ = ["ReviewState", "Group", "AlreadyDecided", "segments", "is_hidden_char", "top_score", "campaign_of"]
+__all__ = ["ReviewState", "Group", "AlreadyDecided", "malformed", "segments", "is_hidden_char", "top_score", "campaign_of"]

@@ -82,7 +82,8 @@ async function loadQueue() {
   const idx = S.rows.findIndex((r) => r.key === keepKey);
   S.sel = idx >= 0 ? idx : Math.min(S.sel, Math.max(0, S.rows.length - 1));
   renderQueue();
-  status(body.total + " to review" + (body.caught_up ? "" : " (still reading topics)"));
+  if (body.stale) status(body.total + " to review, but this console cannot read its topics: the queue may be out of date", true);
+  else status(body.total + " to review" + (body.caught_up ? "" : " (still reading topics)"));
   const cur = S.rows[S.sel];
   if (!cur) { S.item = null; renderItem(); }
   else if (!S.item || S.item.key !== cur.key) await loadItem();
@@ -200,7 +201,7 @@ async function submit() {
   try {
     const { status: code, body } = await api("/api/decide", {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ key, verdicts: S.pending, reviewer: S.reviewer }),
+      body: JSON.stringify({ key, verdicts: S.pending }),
     });
     if (code === 200) status("decided " + body.ids.length + " post(s)");
     else status(body.error || ("decide: HTTP " + code), code !== 409);
@@ -260,7 +261,7 @@ async function init() {
   S.token = sessionStorage.getItem("flagstream-token");
   const { status: code, body } = await api("/api/config");
   if (code !== 200) { status(body.error || "not authorised", true); return; }
-  S.reviewer = new URLSearchParams(location.search).get("reviewer") || body.reviewer;
+  S.reviewer = body.reviewer;  // the server's idea of who is deciding; a ?reviewer= in the URL means nothing
   for (const id of ["order", "f-label", "f-lang", "f-topic"]) {
     document.getElementById(id).addEventListener("change", () => { S.rows = []; S.sel = 0; loadQueue(); });
   }
