@@ -44,7 +44,9 @@ dead-letter topic (output, default ``posts.dlq``): every input record that can't
     line, no post text), ``flagstream.source.topic``, ``flagstream.source.partition``,
     ``flagstream.source.offset``, ``flagstream.source.timestamp`` (epoch milliseconds),
     ``flagstream.failed_at`` (ISO-8601 UTC). The original record's own headers come first,
-    except any whose name starts with ``flagstream.`` (dropped, so they can't be spoofed).
+    except any whose name starts with ``flagstream.`` (dropped, so they can't be spoofed), with one
+    exception: a well-formed ``flagstream.replay.of`` is kept as the dead letter's lineage claim, which
+    ``flagstream dlq replay`` checks against its own replay markers (see streaming/dlq.py).
 
 decisions topic (default ``posts.decisions``): one record per reviewer decision
     Key: the first covered post id. Value: ``decision_id``, ``ids`` (the post ids it covers: one post,
@@ -80,6 +82,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -87,6 +90,13 @@ from typing import Any
 
 MAX_ID_CHARS = 256
 MAX_REASON_CHARS = 300
+# The deepest nesting any decoded value may have (posts, review/scores records, decisions, shadow records).
+# Every output nests a post's unknown fields one or two levels deeper (``extra``, ``audit``), and ``json``
+# encodes recursively: without this bound a post nested ~900 deep parsed but its review record raised
+# RecursionError. 64 leaves room for any real metadata and keeps every output far from the encoder's limit.
+MAX_JSON_DEPTH = 64
+# The most bytes a review/scores record read back may have (:func:`decode_json_record`).
+MAX_RECORD_BYTES = 10_000_000
 # Original headers (in total) and keys larger than this are not copied to the dead-letter topic whole,
 # so a hostile record can never make its own dead-letter record unproducible.
 MAX_PASSTHROUGH_BYTES = 64 * 1024
@@ -110,7 +120,8 @@ ERROR_CLASSES: dict[str, str] = {
     "empty_message": "the record has no value (null or zero bytes)",
     "message_too_large": "the value is longer than max_message_bytes",
     "not_utf8": "the value is not valid UTF-8",
-    "not_json": "the value is not standard JSON (or nests too deeply, uses NaN/Infinity or a number that overflows, like 1e400)",
+    "not_json": "the value is not standard JSON (or nests deeper than MAX_JSON_DEPTH, uses NaN/Infinity or a number "
+                "that overflows, like 1e400)",
     "not_object": "the value is JSON but not an object",
     "missing_id": "the object has no id field",
     "invalid_id": "id is not a string, is empty, or is too long",
@@ -120,6 +131,7 @@ ERROR_CLASSES: dict[str, str] = {
     "invalid_field": "an optional field (lang, author, created_at, url, meta) has the wrong type",
     "scoring_failed": "the model raised an error on this post's text",
     "output_too_large": "the post's review record cannot fit max_message_bytes, or the broker refused it for good",
+    "output_unencodable": "one of the post's output records (review, scores, audit) could not be encoded as JSON",
     # decisions topic (read by the review console; see the decisions section below)
     "invalid_decision": "a decisions-topic record breaks the decision contract (docs/messages.md)",
 }
@@ -196,12 +208,35 @@ def _type_name(value: Any) -> str:
             int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
+def json_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``obj`` nests (a scalar is 0, ``[]`` is 1), counted without recursion.
+
+    Stops counting past ``limit`` (returns ``limit + 1``), so a hostile value costs at most one walk.
+    """
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[str, Any] | Rejection:
     """Bytes -> a JSON object, or the :class:`Rejection` saying why not (the first half of :func:`parse_post`).
 
     Only standard JSON is accepted: ``NaN``/``Infinity`` and numbers that overflow to infinity
     (``1e400``) are ``not_json``, so everything built from a post can be written back as
-    standard JSON. Never raises, whatever the bytes (nesting depth included).
+    standard JSON. A value nesting deeper than :data:`MAX_JSON_DEPTH` is ``not_json`` too, so every
+    record built from it stays encodable. Never raises, whatever the bytes.
     """
     if not value:
         return Rejection("empty_message", "record has no value")
@@ -218,11 +253,13 @@ def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[s
     except json.JSONDecodeError as exc:
         return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
-        return Rejection("not_json", "JSON nests too deeply")
+        return Rejection("not_json", f"JSON nests over MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels deep")
     except ValueError as exc:  # Python refuses integer literals over 4,300 digits (int_max_str_digits)
         if "integer string conversion" in str(exc):
             return Rejection("not_json", "an integer literal is too long (over 4300 digits)")
         return Rejection("not_json", one_line(str(exc)))
+    if json_depth(obj) > MAX_JSON_DEPTH:
+        return Rejection("not_json", f"JSON nests over MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels deep")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"value is a JSON {_type_name(obj)}, expected an object")
     return obj
@@ -415,6 +452,7 @@ def dead_letter_record(key: bytes | None, value: bytes | None, headers: Sequence
         notes.append((HEADER_PREFIX + "key_truncated", str(len(key)).encode()))
         key = bytes(key[:MAX_PASSTHROUGH_BYTES])
     out_headers += notes
+    out_headers += _replay_lineage(headers)
     out_headers += [
         (HEADER_PREFIX + "error", rejection.error.encode()),
         (HEADER_PREFIX + "reason", one_line(rejection.reason).encode("utf-8")),
@@ -433,6 +471,26 @@ def dead_letter_record(key: bytes | None, value: bytes | None, headers: Sequence
     return OutRecord(key, original, out_headers)
 
 
+REPLAY_OF_HEADER = HEADER_PREFIX + "replay.of"
+_REPLAY_REF = re.compile(r"[A-Za-z0-9._-]{1,249}\[[0-9]{1,10}\]@[0-9]{1,19}")
+
+
+def _replay_lineage(headers: Sequence[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
+    """The one ``flagstream.*`` header of an input that a dead letter keeps: ``flagstream.replay.of``
+    (which dead letter this record was replayed from), if well formed.
+
+    It is a claim: any producer can set it. ``flagstream dlq replay`` trusts it only when a replay
+    marker it wrote itself on the dead-letter topic names that dead letter with the same value hash
+    (streaming/dlq.py), so a forged claim neither marks a dead letter as replayed nor lends a count.
+    """
+    for k, v in headers or []:
+        if k == REPLAY_OF_HEADER and isinstance(v, (bytes, bytearray)):
+            ref = bytes(v).decode("ascii", "replace")
+            if _REPLAY_REF.fullmatch(ref):
+                return [(REPLAY_OF_HEADER, ref.encode())]
+    return []
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """A dead-letter record read back: what :func:`read_dead_letter` returns."""
@@ -446,23 +504,36 @@ class DeadLetter:
 
 
 def read_dead_letter(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> DeadLetter:
-    """Parse the ``flagstream.*`` headers of a dead-letter record."""
-    h = {k: v for k, v in (headers or [])}
+    """Parse the ``flagstream.*`` headers of a dead-letter record; never raises, whatever the headers.
+
+    Anyone who can write the dead-letter topic controls these headers: a number that is not one reads
+    as -1 (None for the timestamp), and every text is cut to one line.
+    """
+    h = {str(k): bytes(v) if isinstance(v, (bytes, bytearray)) else b"" for k, v in (headers or [])}
 
     def get(name: str) -> str:
         return (h.get(HEADER_PREFIX + name) or b"").decode("utf-8", "replace")
 
-    ts = get("source.timestamp")
-    source = Source(get("source.topic"), int(get("source.partition") or -1), int(get("source.offset") or -1),
-                    int(ts) if ts.lstrip("-").isdigit() else None)
-    return DeadLetter(key, value or b"", get("error"), get("reason"), source, h)
+    def number(name: str) -> int | None:
+        raw = get(name).strip()
+        return int(raw) if re.fullmatch(r"-?[0-9]{1,19}", raw) else None
+
+    part, off = number("source.partition"), number("source.offset")
+    source = Source(one_line(get("source.topic"), MAX_ID_CHARS), -1 if part is None else part,
+                    -1 if off is None else off, number("source.timestamp"))
+    return DeadLetter(key, value or b"", one_line(get("error"), 64), one_line(get("reason")), source, h)
 
 
-def decode_json_record(value: bytes | None) -> dict[str, Any]:
-    """Read back a review or scores value (raises ValueError on anything else)."""
-    obj = json.loads(value or b"")
-    if not isinstance(obj, dict):
-        raise ValueError("not a JSON object")
+def decode_json_record(value: bytes | None, max_bytes: int = MAX_RECORD_BYTES) -> dict[str, Any]:
+    """Read back a review or scores value, bounded like every decoded value (size, depth, standard JSON).
+
+    Raises:
+        ValueError: the value is not a standard-JSON object within ``max_bytes`` and
+            :data:`MAX_JSON_DEPTH` (the message says which, in one line).
+    """
+    obj = decode_json_object(value, max_message_bytes=max_bytes)
+    if isinstance(obj, Rejection):
+        raise ValueError(obj.reason)
     return obj
 
 
@@ -744,9 +815,9 @@ def one_line(text: str, limit: int = MAX_REASON_CHARS) -> str:
 
 
 __all__ = [
-    "ERROR_CLASSES", "OPTIONAL_FIELDS", "MAX_ID_CHARS", "Post", "Rejection", "Source", "OutRecord", "DeadLetter",
+    "ERROR_CLASSES", "OPTIONAL_FIELDS", "MAX_ID_CHARS", "MAX_JSON_DEPTH", "MAX_RECORD_BYTES", "json_depth", "Post", "Rejection", "Source", "OutRecord", "DeadLetter",
     "Verdict", "parse_post", "decode_json_object", "post_from_object", "review_record", "bounded_review_record",
-    "scores_record", "dead_letter_record", "read_dead_letter", "decode_json_record",
+    "scores_record", "dead_letter_record", "read_dead_letter", "REPLAY_OF_HEADER", "decode_json_record",
     "iso_from_ms", "now_iso", "one_line",
     "DECISION_SCHEMA", "VERDICTS", "Decision", "ReviewRef", "decision_record", "parse_decision",
     "SHADOW_SCHEMA", "SHADOW_FAILED", "ShadowSide", "ShadowRecord", "shadow_record", "read_shadow",
