@@ -129,6 +129,9 @@ class Settings(BaseModel):
     ssl_keyfile: Path | None = None
     ssl_password: SecretStr | None = None
     ssl_check_hostname: bool = True
+    # SASL PLAIN over SASL_PLAINTEXT sends the password in clear: refused unless this is set (a trusted network,
+    # a local test broker). SCRAM over SASL_PLAINTEXT never sends the password and needs no opt-in.
+    allow_plaintext_sasl: bool = False
 
     @field_validator("thresholds")
     @classmethod
@@ -172,7 +175,15 @@ class Settings(BaseModel):
 
     # ------------------------------------------------------------------------------------
     def kafka_security(self) -> dict[str, Any]:
-        """kafka-python keyword arguments for transport security and authentication."""
+        """kafka-python keyword arguments for transport security and authentication.
+
+        Every Kafka client of flagstream gets its arguments here, so this is where a password that would
+        cross the network in clear is refused.
+
+        Raises:
+            ConfigError: SASL PLAIN over SASL_PLAINTEXT without ``allow_plaintext_sasl``; or the
+                ``sasl_password_file`` cannot be read.
+        """
         out: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol in ("SSL", "SASL_SSL"):
             out["ssl_check_hostname"] = self.ssl_check_hostname
@@ -183,6 +194,12 @@ class Settings(BaseModel):
             if self.ssl_password is not None:
                 out["ssl_password"] = self.ssl_password.get_secret_value()
         if self.security_protocol.startswith("SASL"):
+            if (self.security_protocol == "SASL_PLAINTEXT" and (self.sasl_mechanism or "PLAIN") == "PLAIN"
+                    and not self.allow_plaintext_sasl):
+                raise ConfigError(
+                    "security_protocol SASL_PLAINTEXT with sasl_mechanism PLAIN sends the password in clear; use "
+                    "SASL_SSL or SCRAM-SHA-512, or set allow_plaintext_sasl: true "
+                    "(FLAGSTREAM_ALLOW_PLAINTEXT_SASL=true) on a network you trust")
             out["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
             out["sasl_plain_username"] = self.sasl_username
             out["sasl_plain_password"] = self.resolved_sasl_password()
