@@ -253,6 +253,7 @@ NON_SETTING_VARIABLES: dict[str, str] = {
     "cache_dir": "where the multilingual base is generated on first use (classifier/e5/base.py)",
     "require_tls_tests": "CI: TLS/browser/Spark test dependencies must install (scripts/install-test-deps.sh)",
     "spark_fail_first_attempt": "tests: fail each Spark task's first attempt (classifier/spark_rescore.py)",
+    "fuzz_profile": "tests: the hypothesis profile of the fuzz suite, ci or long (tests/support/fuzz.py)",
 }
 
 
