@@ -15,6 +15,7 @@ import difflib
 import logging
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,7 +114,10 @@ class Settings(BaseModel):
     audit_rate: float = Field(0.01, ge=0, le=1)  # inclusion probability of a post far below every threshold
     audit_near_rate: float = Field(0.10, ge=0, le=1)  # ... of a post just below a threshold (both 0 = no audit)
     audit_near_band: float = Field(0.5, ge=0, le=1)  # "just below": score >= band x threshold for some label
-    audit_seed: str = "flagstream-audit"  # keyed hash of the post id draws the sample; change it to re-draw
+    # Secret key of the audit draw (else post ids would predict the sample); the same on every replica. Unset:
+    # a random key per process, with a WARNING (resolved_audit_seed, streaming/audit.py).
+    audit_seed: SecretStr | None = None
+    audit_seed_file: Path | None = None
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -129,8 +133,7 @@ class Settings(BaseModel):
     ssl_keyfile: Path | None = None
     ssl_password: SecretStr | None = None
     ssl_check_hostname: bool = True
-    # SASL PLAIN over SASL_PLAINTEXT sends the password in clear: refused unless this is set (a trusted network,
-    # a local test broker). SCRAM over SASL_PLAINTEXT never sends the password and needs no opt-in.
+    # SASL PLAIN over SASL_PLAINTEXT sends the password in clear: refused unless set (SCRAM needs no opt-in)
     allow_plaintext_sasl: bool = False
 
     @field_validator("thresholds")
@@ -228,16 +231,38 @@ class Settings(BaseModel):
                 ) from None
         return None
 
+    def resolved_audit_seed(self) -> tuple[str, bool]:
+        """The audit draw's key and whether it was configured (False: this process's random one).
+
+        Raises:
+            ConfigError: ``audit_seed_file`` cannot be read or is empty.
+        """
+        if self.audit_seed is not None and self.audit_seed.get_secret_value():
+            return self.audit_seed.get_secret_value(), True
+        if self.audit_seed_file is not None:
+            try:
+                seed = self.audit_seed_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"audit_seed_file {self.audit_seed_file} cannot be read ({exc.strerror}); point "
+                                  "FLAGSTREAM_AUDIT_SEED_FILE at a readable file") from None
+            if not seed:
+                raise ConfigError(f"audit_seed_file {self.audit_seed_file} is empty; put a long random secret in it "
+                                  "(e.g. openssl rand -hex 32)")
+            return seed, True
+        return _PROCESS_AUDIT_SEED, False
+
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, secrets replaced by ``***``."""
         data = self.model_dump(mode="json")
-        for key in ("sasl_password", "ssl_password", "console_token"):
+        for key in ("sasl_password", "ssl_password", "console_token", "audit_seed"):
             if data.get(key) is not None:
                 data[key] = "***"
         return data
 
 
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token", "audit_seed"})
+# The audit draw's key when none is configured: random, one per process (so one process draws consistently).
+_PROCESS_AUDIT_SEED = secrets.token_hex(32)
 
 
 # Kubernetes injects service-link variables into every pod of a namespace that has a Service named
