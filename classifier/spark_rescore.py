@@ -125,7 +125,8 @@ def executor_scorer(spec: ModelSpec, threads: int) -> Scorer:
                             f"{spec.manifest_sha256[:16]}; refusing to score with a different model")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add its own thread pool
     started = time.perf_counter()
-    scorer = load_scorer(root, dict(spec.thresholds) or None, batch_size=spec.batch_size, threads=max(1, threads),
+    scorer = load_scorer(root, dict(spec.thresholds) or None, manifest_sha256=spec.manifest_sha256,
+                         batch_size=spec.batch_size, threads=max(1, threads),
                          precision=spec.precision)
     _SCORERS[spec.key] = scorer
     LOADS.append((os.getpid(), spec.manifest_sha256))
@@ -378,6 +379,7 @@ def rescore_spark(
     fail_first_attempt: str | None = None,
     spark=None,
     overwrite: bool = False,
+    manifest_sha256: str | None = None,
 ) -> SparkRun:
     """Score every row of ``input_path`` into the Parquet directory ``output_path`` on Spark.
 
@@ -386,16 +388,18 @@ def rescore_spark(
     (where each failing task leaves a mark), makes every task's first attempt fail after it has
     produced part of its output, to prove that a retried task changes nothing.
     """
-    from flagstream.classifier.manifest import MANIFEST_NAME, read_manifest
+    from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.scoring import info_from_manifest
 
     input_path, output_path = str(input_path), str(output_path)
     fmt = input_format(input_path, fmt)
     check_paths(input_path, output_path, overwrite)
     model_dir = Path(model_dir).resolve()
-    manifest = read_manifest(model_dir)  # verified on the driver before any cluster time is spent
+    # verified (and pinned) on the driver before any cluster time is spent; executors then load only a manifest
+    # with these very bytes (executor_scorer), so the pin reaches every executor
+    manifest = read_manifest(model_dir, expected_sha256=manifest_sha256)
     info = info_from_manifest(manifest, thresholds)
-    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=sha256_bytes(model_dir / MANIFEST_NAME),
+    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=manifest.sha256,
                      thresholds=tuple(sorted((thresholds or {}).items())), precision=precision, batch_size=batch_size)
     if fail_first_attempt is None:
         fail_first_attempt = os.environ.get(FAIL_FIRST_ATTEMPT_ENV) or None

@@ -270,3 +270,16 @@ def test_cli_engine_spark_and_its_usage_errors(tmp_path, spark, linear_model_dir
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert (foreign / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_model_manifest_pin_applies_to_spark(tmp_path, linear_model_dir, capsys):
+    """Issue 29: ``rescore --engine spark`` ignored ``model_manifest_sha256``. Now the driver refuses any other
+    manifest in one line before Spark starts, and executors load only a manifest with the pinned bytes."""
+    src = _write_jsonl(tmp_path / "in.jsonl", _posts(4))
+    capsys.readouterr()
+    argv = ["rescore", str(src), "--output", str(tmp_path / "pinned"), "--model", str(linear_model_dir),
+            "--engine", "spark", "--model-manifest-sha256", "0" * 64]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model_manifest_sha256 pins" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "pinned").exists()

@@ -109,7 +109,7 @@ def _run_spark(args: argparse.Namespace, settings) -> int:
             precision=settings.precision, batch_size=settings.batch_size,
             block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
             limits=Limits(settings.max_text_chars, settings.max_message_bytes), fmt=args.input_format,
-            overwrite=args.overwrite,
+            overwrite=args.overwrite, manifest_sha256=settings.model_manifest_sha256,
         )
     except RescoreError as exc:
         raise UserError(str(exc)) from None
