@@ -388,6 +388,9 @@ def fmt_table(res: dict) -> str:
         lat = e.get("latency_at_half_load", {})
         if "error" in tp:
             lines.append(f"end to end: error: {tp['error']}")
+        elif "rate_refused" in tp:
+            lines.append(f"end to end: no rate ({tp['rate_refused']}); {tp.get('verdicts', 0)} verdicts, "
+                         f"{tp.get('dead_lettered', 0)} dead-lettered for {tp.get('posts', 0)} posts")
         else:
             lines.append(f"end to end: flagstream stream {tp['posts_per_s']} posts/s over {tp['posts']} posts "
                          f"= {100 * res['e2e_fraction_of_scorer']:.0f}% of the scorer alone"

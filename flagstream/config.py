@@ -15,6 +15,7 @@ import difflib
 import logging
 import os
 import re
+import secrets
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,7 +127,10 @@ class Settings(BaseModel):
     audit_rate: float = Field(0.01, ge=0, le=1)  # inclusion probability of a post far below every threshold
     audit_near_rate: float = Field(0.10, ge=0, le=1)  # ... of a post just below a threshold (both 0 = no audit)
     audit_near_band: float = Field(0.5, ge=0, le=1)  # "just below": score >= band x threshold for some label
-    audit_seed: str = "flagstream-audit"  # keyed hash of the post id draws the sample; change it to re-draw
+    # Secret key of the audit draw (else post ids would predict the sample); the same on every replica. Unset:
+    # a random key per process, with a WARNING (resolved_audit_seed, streaming/loop/audit.py).
+    audit_seed: SecretStr | None = None
+    audit_seed_file: Path | None = None
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"
@@ -142,6 +146,8 @@ class Settings(BaseModel):
     ssl_keyfile: Path | None = None
     ssl_password: SecretStr | None = None
     ssl_check_hostname: bool = True
+    # SASL PLAIN over SASL_PLAINTEXT sends the password in clear: refused unless set (SCRAM needs no opt-in)
+    allow_plaintext_sasl: bool = False
 
     @field_validator("thresholds")
     @classmethod
@@ -185,7 +191,15 @@ class Settings(BaseModel):
 
     # ------------------------------------------------------------------------------------
     def kafka_security(self) -> dict[str, Any]:
-        """kafka-python keyword arguments for transport security and authentication."""
+        """kafka-python keyword arguments for transport security and authentication.
+
+        Every Kafka client of flagstream gets its arguments here, so this is where a password that would
+        cross the network in clear is refused.
+
+        Raises:
+            ConfigError: SASL PLAIN over SASL_PLAINTEXT without ``allow_plaintext_sasl``; or the
+                ``sasl_password_file`` cannot be read.
+        """
         out: dict[str, Any] = {"security_protocol": self.security_protocol}
         if self.security_protocol in ("SSL", "SASL_SSL"):
             out["ssl_check_hostname"] = self.ssl_check_hostname
@@ -196,6 +210,12 @@ class Settings(BaseModel):
             if self.ssl_password is not None:
                 out["ssl_password"] = self.ssl_password.get_secret_value()
         if self.security_protocol.startswith("SASL"):
+            if (self.security_protocol == "SASL_PLAINTEXT" and (self.sasl_mechanism or "PLAIN") == "PLAIN"
+                    and not self.allow_plaintext_sasl):
+                raise ConfigError(
+                    "security_protocol SASL_PLAINTEXT with sasl_mechanism PLAIN sends the password in clear; use "
+                    "SASL_SSL or SCRAM-SHA-512, or set allow_plaintext_sasl: true "
+                    "(FLAGSTREAM_ALLOW_PLAINTEXT_SASL=true) on a network you trust")
             out["sasl_mechanism"] = self.sasl_mechanism or "PLAIN"
             out["sasl_plain_username"] = self.sasl_username
             out["sasl_plain_password"] = self.resolved_sasl_password()
@@ -246,6 +266,25 @@ class Settings(BaseModel):
         if len(key.encode()) < 16:
             raise ConfigError("the decisions HMAC key is shorter than 16 bytes; use a long random key")
         return key.encode()
+    def resolved_audit_seed(self) -> tuple[str, bool]:
+        """The audit draw's key and whether it was configured (False: this process's random one).
+
+        Raises:
+            ConfigError: ``audit_seed_file`` cannot be read or is empty.
+        """
+        if self.audit_seed is not None and self.audit_seed.get_secret_value():
+            return self.audit_seed.get_secret_value(), True
+        if self.audit_seed_file is not None:
+            try:
+                seed = self.audit_seed_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"audit_seed_file {self.audit_seed_file} cannot be read ({exc.strerror}); point "
+                                  "FLAGSTREAM_AUDIT_SEED_FILE at a readable file") from None
+            if not seed:
+                raise ConfigError(f"audit_seed_file {self.audit_seed_file} is empty; put a long random secret in it "
+                                  "(e.g. openssl rand -hex 32)")
+            return seed, True
+        return _PROCESS_AUDIT_SEED, False
 
     def masked(self) -> dict[str, Any]:
         """The effective config as plain data, secrets replaced by ``***``."""
@@ -256,7 +295,9 @@ class Settings(BaseModel):
         return data
 
 
-SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token", "decisions_hmac_key"})
+SECRET_FIELDS = frozenset({"sasl_password", "ssl_password", "console_token", "decisions_hmac_key", "audit_seed"})
+# The audit draw's key when none is configured: random, one per process (so one process draws consistently).
+_PROCESS_AUDIT_SEED = secrets.token_hex(32)
 
 
 # Kubernetes injects service-link variables into every pod of a namespace that has a Service named
@@ -272,6 +313,7 @@ NON_SETTING_VARIABLES: dict[str, str] = {
     "cache_dir": "where the multilingual base is generated on first use (classifier/bases/e5/base.py)",
     "require_tls_tests": "CI: TLS/browser/Spark test dependencies must install (scripts/install-test-deps.sh)",
     "spark_fail_first_attempt": "tests: fail each Spark task's first attempt (classifier/archive/spark.py)",
+    "fuzz_profile": "tests: the hypothesis profile of the fuzz suite, ci or long (tests/support/fuzz.py)",
 }
 
 

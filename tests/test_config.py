@@ -51,7 +51,7 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, yaml_text: str, env: dict[
 def test_secrets_from_env_or_file_are_masked(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("s3cret\n")
-    s = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"},
+    s = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u", "allow_plaintext_sasl": True},
                       environ={"FLAGSTREAM_SASL_PASSWORD_FILE": str(pw)})
     assert s.kafka_security()["sasl_plain_password"] == "s3cret"
     s2 = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u"},
@@ -147,3 +147,23 @@ def test_the_projects_own_non_setting_variables_are_not_warned_about(caplog: pyt
     bad = subprocess.run([sys.executable, "-m", "flagstream.cli", "config", "show", "--batch-size", "-3"],
                          capture_output=True, text=True, env={**os.environ, **env})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def test_sasl_plain_in_clear_is_refused_unless_opted_in() -> None:
+    from flagstream.errors import ConfigError
+
+    s = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u", "sasl_password": "pw"},
+                      environ={})
+    with pytest.raises(ConfigError) as err:
+        s.kafka_common()
+    msg = str(err.value)
+    assert "allow_plaintext_sasl" in msg and "in clear" in msg and "\n" not in msg and "pw" not in msg.split()
+    ok = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_username": "u", "sasl_password": "pw"},
+                       environ={"FLAGSTREAM_ALLOW_PLAINTEXT_SASL": "true"})
+    assert ok.kafka_common()["sasl_plain_password"] == "pw"
+    scram = load_settings(None, {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+                                 "sasl_username": "u", "sasl_password": "pw"}, environ={})
+    assert scram.kafka_common()["sasl_mechanism"] == "SCRAM-SHA-512"  # SCRAM never sends the password
+    tls = load_settings(None, {"security_protocol": "SASL_SSL", "sasl_username": "u", "sasl_password": "pw"},
+                        environ={})
+    assert tls.kafka_common()["sasl_mechanism"] == "PLAIN"

@@ -9,7 +9,8 @@ from __future__ import annotations
 import tracemalloc
 
 from flagstream.classifier.archive.files import iter_rows
-from flagstream.contract import posts as schemas
+from flagstream.contract.records import Rejection, Source
+from flagstream.contract.shadow import ShadowRecord, ShadowSide
 from flagstream.streaming.loop.campaigns import CampaignTracker
 from flagstream.streaming.ops.shadow_report import summarize
 
@@ -31,13 +32,13 @@ def test_posts_that_normalise_to_nothing_leave_no_campaign_state():
 
 
 def test_shadow_report_duplicate_detector_is_bounded():
-    served = schemas.ShadowSide({"name": "m", "version": "1"}, {"propaganda": 0.6, "sectarian": 0.1},
+    served = ShadowSide({"name": "m", "version": "1"}, {"propaganda": 0.6, "sectarian": 0.1},
                                 ("propaganda",), THR)
-    cand = schemas.ShadowSide({"name": "m", "version": "2"}, {"propaganda": 0.6, "sectarian": 0.1},
+    cand = ShadowSide({"name": "m", "version": "2"}, {"propaganda": 0.6, "sectarian": 0.1},
                               ("propaganda",), THR)
 
-    def rec(offset: int) -> schemas.ShadowRecord:
-        return schemas.ShadowRecord(f"p{offset}", schemas.Source("forum", 0, offset, 0), served, cand)
+    def rec(offset: int) -> ShadowRecord:
+        return ShadowRecord(f"p{offset}", Source("forum", 0, offset, 0), served, cand)
 
     # near duplicates (a restart replaying a batch) are still caught; the detector holds at most max_seen keys
     records = [rec(i) for i in range(50)] + [rec(i) for i in range(45, 50)]
@@ -60,5 +61,5 @@ def test_a_csv_cell_over_the_limit_is_a_dead_letter_not_a_gigabyte(tmp_path):
     tracemalloc.stop()
     assert [r.index for r in rows] == [0, 1, 2]
     assert rows[0].payload == {"id": "1", "text": "a short post"} and rows[2].payload == {"id": "3", "text": "another post"}
-    assert isinstance(rows[1].payload, schemas.Rejection) and rows[1].payload.error == "message_too_large"
+    assert isinstance(rows[1].payload, Rejection) and rows[1].payload.error == "message_too_large"
     assert peak < 3_000_000, peak  # the 5 MB cell is never held whole

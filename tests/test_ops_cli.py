@@ -167,7 +167,7 @@ def test_dlq_list_filters_and_replay_is_idempotent(broker):
     again = run_cli(["dlq", "replay", "--all"], env=env)
     assert again.returncode == 0
     assert again.stdout.decode().count("already replayed to") == 3
-    assert "replayed 0, already replayed 3, not replayable 1 of 4" in again.stderr.decode()
+    assert "replayed 0, already replayed 3, not replayable 1, over the replay limit 0 of 4" in again.stderr.decode()
     assert len(read_all(broker.bootstrap, posts)) == 3  # nothing published twice
     forced = run_cli(["dlq", "replay", "--reason", "missing_text", "--force"], env=env)
     assert forced.returncode == 0 and "replayed 2," in forced.stderr.decode()

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flagstream.classifier.inference.linear import LinearModel
-from flagstream.classifier.archive.rescore import RescoreError, parse_shard, rescore_file, run_record_path
+from flagstream.classifier.archive.files import RescoreError, parse_shard, rescore_file, run_record_path
 from flagstream.classifier.archive.files import JsonlOutput
 from flagstream.classifier.inference.scoring import flagged_labels, load_scorer
 from flagstream.cli import main
@@ -470,3 +470,27 @@ def test_jsonl_output_recovery_counts_complete_output_rows(tmp_path):
     assert out.read_bytes() == ("\n".join(good) + "\n").encode()
     out.write_bytes(("\n".join([good[0], '{"a": 1}', good[1]]) + "\n").encode())  # not an output row
     assert JsonlOutput(out, resume=True).done == 1
+
+
+def test_an_existing_output_is_refused_unless_overwrite(tmp_path, model_dir):
+    """Issue 29: a reused --output path never silently replaces earlier results."""
+    src = _write_jsonl(tmp_path / "in.jsonl", _posts(10))
+    out = tmp_path / "scores.jsonl"
+    out.write_text('{"keep": "me"}\n', encoding="utf-8")
+    res = subprocess_rescore([str(src), "--output", str(out), "--model", str(model_dir)])
+    assert res.returncode == 2 and "already exists" in res.stderr and "--overwrite" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert out.read_text(encoding="utf-8") == '{"keep": "me"}\n'
+    res = subprocess_rescore([str(src), "--output", str(out), "--model", str(model_dir), "--overwrite"])
+    assert res.returncode == 0, res.stderr
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 10
+    res = subprocess_rescore([str(src), "--output", str(out), "--model", str(model_dir), "--overwrite", "--resume"])
+    assert res.returncode == 2 and "pass one of them" in res.stderr
+
+
+def subprocess_rescore(args: list[str]):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "flagstream.cli", "rescore", *args], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})

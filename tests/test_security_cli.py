@@ -58,7 +58,8 @@ def test_a_command_error_naming_a_secret_option_value_redacts_it(tmp_path) -> No
     # "cannot be read" line: that line is printed, the value is not.
     posts = tmp_path / "posts.jsonl"
     posts.write_text('{"id": "a", "text": "b"}\n', encoding="utf-8")
-    out = flagstream("produce", str(posts), "--security-protocol", "SASL_PLAINTEXT", "--sasl-username", "u",
+    out = flagstream("produce", str(posts), "--security-protocol", "SASL_PLAINTEXT", "--sasl-mechanism", "SCRAM-SHA-512",
+                     "--sasl-username", "u",
                      "--sasl-password-file", str(tmp_path / SECRET), "--bootstrap-servers", "127.0.0.1:1")
     assert out.returncode == 2
     assert "sasl_password_file *** cannot be read" in out.stderr

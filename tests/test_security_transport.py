@@ -175,7 +175,9 @@ def _sasl_settings(tunnel, broker, over: str, mechanism: str, user: str, passwor
         return Settings(bootstrap_servers=tunnel.address, security_protocol="SASL_SSL", ssl_cafile=cafile,
                         sasl_mechanism=mechanism, sasl_username=user, sasl_password=password)
     return Settings(bootstrap_servers=broker.bootstrap, security_protocol="SASL_PLAINTEXT",
-                    sasl_mechanism=mechanism, sasl_username=user, sasl_password=password)
+                    sasl_mechanism=mechanism, sasl_username=user, sasl_password=password,
+                    allow_plaintext_sasl=True)  # a local test broker: PLAIN in clear is opted into
+
 
 
 @pytest.mark.parametrize("over", ["SASL_PLAINTEXT", "SASL_SSL"])

@@ -227,8 +227,26 @@ def test_cli_engine_spark_and_its_usage_errors(tmp_path, spark, linear_model_dir
     assert summary["rows"] == 40 and summary["errors"] == 0 and summary["engine"] == "spark"
     assert sum(summary["flagged"].values()) > 0
     assert len(list(out.glob("part-*.parquet"))) >= 1 and (out / "_SUCCESS").exists()
-    # Rerunning into the same output replaces it (Spark's overwrite), never appends.
-    assert main(["rescore", str(src), "--output", str(out), "--model", str(linear_model_dir), "--engine", "spark"]) == 0
+    # Issue 29: rerunning into the same output is refused without --overwrite (one line, nothing touched) ...
+    before = sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    assert main(["rescore", str(src), "--output", str(out), "--model", str(linear_model_dir), "--engine", "spark"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds an output; pass --overwrite" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == before
+    # ... and so is a scheme:// output: checked through Hadoop's FileSystem (the path every scheme takes)
+    from flagstream.classifier.archive.files import RescoreError
+    from flagstream.classifier.archive.spark import existing_output, write_mode
+
+    sc = spark.sparkContext
+    with pytest.raises(RescoreError, match="already holds an output"):
+        write_mode(sc, f"file://{out}", overwrite=False)
+    assert write_mode(sc, f"file://{out}", overwrite=True) == "overwrite"
+    assert existing_output(sc, f"file://{tmp_path}/nothing-here") is None
+    assert write_mode(sc, f"file://{tmp_path}/nothing-here", overwrite=False) == "errorifexists"
+    # with --overwrite it replaces it (Spark's overwrite), never appends
+    assert main(["rescore", str(src), "--output", str(out), "--model", str(linear_model_dir), "--engine", "spark",
+                 "--overwrite"]) == 0
     assert pq.read_table(out).num_rows == 40
     capsys.readouterr()
 
@@ -252,3 +270,16 @@ def test_cli_engine_spark_and_its_usage_errors(tmp_path, spark, linear_model_dir
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert (foreign / "notes.txt").read_text(encoding="utf-8") == "keep me"
+
+
+def test_model_manifest_pin_applies_to_spark(tmp_path, linear_model_dir, capsys):
+    """Issue 29: ``rescore --engine spark`` ignored ``model_manifest_sha256``. Now the driver refuses any other
+    manifest in one line before Spark starts, and executors load only a manifest with the pinned bytes."""
+    src = _write_jsonl(tmp_path / "in.jsonl", _posts(4))
+    capsys.readouterr()
+    argv = ["rescore", str(src), "--output", str(tmp_path / "pinned"), "--model", str(linear_model_dir),
+            "--engine", "spark", "--model-manifest-sha256", "0" * 64]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model_manifest_sha256 pins" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "pinned").exists()

@@ -97,8 +97,18 @@ def _check_record(output: Path, previous: dict[str, Any], current: dict[str, Any
 
 
 def plan_run(input_path: str | Path, output_path: str | Path, *, resume: bool = False,
-             shard: tuple[int, int] | None = None, keep_text: bool = False, limits: Limits = Limits()) -> RunPlan:
-    """Check everything about a run that needs no model; raise :class:`RescoreError` (one line) if wrong."""
+             shard: tuple[int, int] | None = None, keep_text: bool = False, limits: Limits = Limits(),
+             overwrite: bool = False) -> RunPlan:
+    """Check everything about a run that needs no model; raise :class:`RescoreError` (one line) if wrong.
+
+    An existing output is replaced only with ``overwrite`` and continued only with ``resume``: a rescore
+    never destroys earlier results because a path was reused by mistake (issue 29).
+
+    Raises:
+        RescoreError: the input, the output path, the output's state or the resume record is wrong.
+    """
+    if resume and overwrite:
+        raise RescoreError("--resume continues an output and --overwrite replaces it; pass one of them")
     inp, out = Path(input_path), Path(output_path)
     if not inp.is_file():
         raise RescoreError(f"input {inp} does not exist or is not a file")
@@ -134,6 +144,9 @@ def plan_run(input_path: str | Path, output_path: str | Path, *, resume: bool = 
     previous = None
     rec_path = run_record_path(out)
     has_output = out.exists() or out.with_name(out.name + ".parts").exists()
+    if has_output and not resume and not overwrite:
+        raise RescoreError(f"--output {out} already exists; pass --overwrite to replace it, --resume to continue an "
+                           "interrupted run into it, or choose a new path")
     if resume and has_output:
         try:
             previous = json.loads(rec_path.read_text(encoding="utf-8"))
@@ -299,10 +312,10 @@ def _write(writer: JsonlOutput | ParquetOutput, out_rows: list[dict[str, Any]], 
 def rescore_file(scorer: Scorer, input_path: str | Path, output_path: str | Path, *, resume: bool = False,
                  shard: tuple[int, int] | None = None, block_rows: int = 2048, keep_text: bool = False,
                  max_text_chars: int = 10_000, max_message_bytes: int = 1_000_000,
-                 progress: bool | None = None) -> RescoreSummary:
+                 progress: bool | None = None, overwrite: bool = False) -> RescoreSummary:
     """Score every row of ``input_path`` into ``output_path`` (:func:`plan_run` then :func:`execute`)."""
     plan = plan_run(input_path, output_path, resume=resume, shard=shard, keep_text=keep_text,
-                    limits=Limits(max_text_chars, max_message_bytes))
+                    limits=Limits(max_text_chars, max_message_bytes), overwrite=overwrite)
     return execute(plan, scorer, block_rows=block_rows, progress=progress)
 
 

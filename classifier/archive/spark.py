@@ -121,7 +121,8 @@ def executor_scorer(spec: ModelSpec, threads: int) -> Scorer:
                             f"{spec.manifest_sha256[:16]}; refusing to score with a different model")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer must not add its own thread pool
     started = time.perf_counter()
-    scorer = load_scorer(root, dict(spec.thresholds) or None, batch_size=spec.batch_size, threads=max(1, threads),
+    scorer = load_scorer(root, dict(spec.thresholds) or None, manifest_sha256=spec.manifest_sha256,
+                         batch_size=spec.batch_size, threads=max(1, threads),
                          precision=spec.precision)
     _SCORERS[spec.key] = scorer
     LOADS.append((os.getpid(), spec.manifest_sha256))
@@ -223,8 +224,15 @@ def input_format(path: str, explicit: str | None = None) -> str:
     return kinds.pop()
 
 
-def check_paths(input_path: str, output_path: str) -> None:
-    """Fail in one line before Spark or the model starts: missing input, output clobbering something."""
+def check_paths(input_path: str, output_path: str, overwrite: bool = False) -> None:
+    """Fail in one line before Spark or the model starts: missing input, output clobbering something.
+
+    A local output that already holds files is refused unless ``overwrite``; a ``scheme://`` output is
+    checked the same way once Spark is up (:func:`existing_output`), before anything is written.
+
+    Raises:
+        RescoreError: the input is missing, or the output would clobber something.
+    """
     if not _is_remote(input_path):
         local = _local(input_path)
         if not (local.exists() or globlib.glob(str(local))):
@@ -242,10 +250,45 @@ def check_paths(input_path: str, output_path: str) -> None:
     if out.is_file():
         raise RescoreError(f"{output_path} is a file; the Spark engine writes a directory, choose a new path")
     if out.is_dir():
-        foreign = [p.name for p in out.iterdir() if not p.name.startswith(_SPARK_OUTPUT_ENTRIES)]
+        entries = list(out.iterdir())
+        foreign = [p.name for p in entries if not p.name.startswith(_SPARK_OUTPUT_ENTRIES)]
         if foreign:
             raise RescoreError(f"{output_path} exists and is not an earlier Spark output (holds {foreign[0]!r}); "
                                "choose a new output directory")
+        if entries and not overwrite:
+            raise RescoreError(_EXISTS.format(path=output_path))
+
+
+_EXISTS = "{path} already holds an output; pass --overwrite to replace it, or choose a new path"
+
+
+def existing_output(sc: Any, output_path: str) -> list[str] | None:
+    """The names of the entries under ``output_path`` through Hadoop's FileSystem (any scheme Spark can
+    write: s3a://, hdfs://, abfss://, file://); None when it does not exist."""
+    jvm = sc._jvm
+    path = jvm.org.apache.hadoop.fs.Path(output_path)
+    fs = path.getFileSystem(sc._jsc.hadoopConfiguration())
+    if not fs.exists(path):
+        return None
+    if fs.getFileStatus(path).isFile():
+        return [path.getName()]
+    return [st.getPath().getName() for st in fs.listStatus(path)]
+
+
+def write_mode(sc: Any, output_path: str, overwrite: bool) -> str:
+    """Spark's save mode for this run: ``overwrite`` only when asked to or when nothing is there to lose.
+
+    Raises:
+        RescoreError: the output holds something and ``overwrite`` is not set.
+    """
+    if overwrite:
+        return "overwrite"
+    found = existing_output(sc, output_path)
+    if found:
+        raise RescoreError(_EXISTS.format(path=output_path))
+    # nothing there: "errorifexists" still refuses if something appears before the write; an empty directory
+    # (or prefix) has nothing to lose, and Spark's errorifexists would refuse it
+    return "errorifexists" if found is None else "overwrite"
 
 
 def local_master(master: str) -> str:
@@ -331,6 +374,8 @@ def rescore_spark(
     fmt: str | None = None,
     fail_first_attempt: str | None = None,
     spark=None,
+    overwrite: bool = False,
+    manifest_sha256: str | None = None,
 ) -> SparkRun:
     """Score every row of ``input_path`` into the Parquet directory ``output_path`` on Spark.
 
@@ -339,16 +384,18 @@ def rescore_spark(
     (where each failing task leaves a mark), makes every task's first attempt fail after it has
     produced part of its output, to prove that a retried task changes nothing.
     """
-    from flagstream.classifier.manifest import MANIFEST_NAME, read_manifest
+    from flagstream.classifier.manifest import read_manifest
     from flagstream.classifier.inference.scoring import info_from_manifest
 
     input_path, output_path = str(input_path), str(output_path)
     fmt = input_format(input_path, fmt)
-    check_paths(input_path, output_path)
+    check_paths(input_path, output_path, overwrite)
     model_dir = Path(model_dir).resolve()
-    manifest = read_manifest(model_dir)  # verified on the driver before any cluster time is spent
+    # verified (and pinned) on the driver before any cluster time is spent; executors then load only a manifest
+    # with these very bytes (executor_scorer), so the pin reaches every executor
+    manifest = read_manifest(model_dir, expected_sha256=manifest_sha256)
     info = info_from_manifest(manifest, thresholds)
-    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=sha256_file(model_dir / MANIFEST_NAME),
+    spec = ModelSpec(shipped_name=model_dir.name, manifest_sha256=manifest.sha256,
                      thresholds=tuple(sorted((thresholds or {}).items())), precision=precision, batch_size=batch_size)
     if fail_first_attempt is None:
         fail_first_attempt = os.environ.get(FAIL_FIRST_ATTEMPT_ENV) or None
@@ -364,6 +411,12 @@ def rescore_spark(
     sc = spark.sparkContext
     try:
         startup = time.perf_counter() - started
+        try:
+            mode = write_mode(sc, output_path, overwrite)  # before any cluster time: never wipes a prefix by surprise
+        except RescoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a Java error (no credentials, unknown scheme), made one line
+            raise RescoreError(f"cannot check the output {output_path}: {spark_error_line(exc)}") from None
         _ship(sc, model_dir)
         sc.setLocalProperty(FAIL_FIRST_ATTEMPT_PROPERTY, str(fail_first_attempt) if fail_first_attempt else "0")
         try:
@@ -379,7 +432,7 @@ def rescore_spark(
         schema = spark_output_schema(info.labels, keep_text)
         out = df.mapInArrow(partition_rows(job), schema)
         try:
-            out.write.mode("overwrite").parquet(output_path)
+            out.write.mode(mode).parquet(output_path)
         except Exception as exc:  # noqa: BLE001 - a Java/Python stack trace, made one line for the user
             raise RescoreError(f"the Spark job failed: {spark_error_line(exc)}") from None
         scoring_s = time.perf_counter() - started - startup

@@ -48,15 +48,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS)
     rp = dsub.add_parser("replay", help="re-publish the selected dead letters to the posts topic",
                          description="Re-publishes each selected dead letter to the posts topic with its original "
-                                     "key, value bytes and headers, plus flagstream.replay.of / "
-                                     "flagstream.replayed_at. Dead letters already replayed (found by that header "
-                                     "on the posts topic) are skipped unless --force: the pipeline does not "
-                                     "deduplicate, so a forced second replay is scored twice.")
+                                     "key, value bytes and headers, plus flagstream.replay.* headers, and writes a "
+                                     "replay marker to the dead-letter topic. Dead letters already replayed (found "
+                                     "by those markers) are skipped unless --force: the pipeline does not "
+                                     "deduplicate, so a forced second replay is scored twice. A dead letter whose "
+                                     "lineage was replayed --max-replays times already is refused.")
     _add_filters(rp, sub=True)
     rp.add_argument("--to", dest="to_topic", default=None, metavar="TOPIC",
                     help="topic to publish to (default: posts_topic from config)")
     rp.add_argument("--dry-run", action="store_true", help="say what would be replayed, publish nothing")
     rp.add_argument("--force", action="store_true", help="replay even dead letters already replayed")
+    rp.add_argument("--max-replays", type=int, default=None, metavar="N",
+                    help="refuse a dead letter whose lineage was replayed N times already (default 3)")
     rp.add_argument("--all", dest="replay_all", action="store_true",
                     help="allow replaying with no filter at all (every dead letter)")
     for q in (lst, rp):
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     from flagstream.errors import UserError
     from flagstream.options import settings_from_args
     from flagstream.streaming.kafka.clients import make_producer, one_shot_consumer, retry_until
-    from flagstream.streaming.ops.dlq import already_replayed, render_entry, replay, select
+    from flagstream.streaming.ops.dlq import DEFAULT_MAX_REPLAYS, History, render_entry, replay, select
     from flagstream.streaming.logs import one_shot_kafka_level, setup_logging
     from flagstream.streaming.ops.review import iter_topic
 
@@ -103,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
     if max_records is not None and max_records < 1:
         raise UserError("--max must be a positive number")
     flt = _filter(args)
+    max_replays = getattr(args, "max_replays", None)
+    max_replays = DEFAULT_MAX_REPLAYS if max_replays is None else max_replays
+    if max_replays < 1:
+        raise UserError(f"--max-replays {max_replays}: must be at least 1 (the replays allowed per lineage)")
     if action == "replay" and not args.replay_all and not (flt.reasons or flt.since or flt.until
                                                            or flt.source_partitions or flt.refs):
         raise UserError("replay needs a selection (--reason, --since/--until, --source-partition, --offset) "
@@ -112,10 +119,10 @@ def run(args: argparse.Namespace) -> int:
     consumer = one_shot_consumer(settings)
     try:
         entries = []
-        for e in select(iter_topic(consumer, settings.dlq_topic), flt):
-            entries.append(e)
-            if max_records is not None and len(entries) >= max_records:
-                break
+        history = History()  # every replay marker on the topic, whatever the filter (and --max) select
+        for e in select(iter_topic(consumer, settings.dlq_topic), flt, history):
+            if max_records is None or len(entries) < max_records:
+                entries.append(e)
         entries.sort(key=lambda e: (e.failed_at is None, e.failed_at or 0, e.partition, e.offset))
         if action == "list":
             for e in entries:
@@ -131,9 +138,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{len(entries)} dead letter(s) on {settings.dlq_topic} matched", file=sys.stderr)
             return 0
         target = args.to_topic or settings.posts_topic
-        times = [e.failed_at for e in entries if e.failed_at is not None]
-        since = min(times) if times and len(times) == len(entries) else None
-        done = already_replayed(consumer, target, since) if entries else set()
     except KafkaError as exc:
         raise UserError(f"reading {settings.dlq_topic} failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -143,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
         producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings,
                                quiet=True)
     try:
-        result = replay(producer, target, entries, done, force=args.force)
+        result = replay(producer, target, entries, history, settings.dlq_topic, force=args.force,
+                        max_replays=max_replays)
     except KafkaError as exc:
         raise UserError(f"replaying to {target} failed: {type(exc).__name__}: {exc}") from None
     finally:
@@ -156,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {e.ref}: already replayed to {target} (--force replays it again)", flush=True)
     for e, why in result.skipped_cut:
         print(f"skipped {e.ref}: {why}; its original bytes are not on the dead-letter topic", flush=True)
+    for e, origin, count in result.skipped_limit:
+        print(f"refused {e.ref}: its lineage (from {origin}) was replayed {count} time(s), the replay limit; fix "
+              f"the cause it fails for, or raise --max-replays", flush=True)
     print(f"{verb} {len(result.replayed)}, already replayed {len(result.skipped_done)}, not replayable "
-          f"{len(result.skipped_cut)} of {len(entries)} selected dead letter(s)", file=sys.stderr)
+          f"{len(result.skipped_cut)}, over the replay limit {len(result.skipped_limit)} of {len(entries)} "
+          f"selected dead letter(s)", file=sys.stderr)
     return 0

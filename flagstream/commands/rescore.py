@@ -27,8 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rescore", help="score a JSONL/CSV/Parquet archive of posts into JSONL/Parquet")
     p.add_argument("input", type=Path, metavar="INPUT",
                    help="posts file: .jsonl, .csv or .parquet (id, text, ...); --engine spark: also a directory or glob")
-    p.add_argument("--output", "-o", type=Path, required=True, metavar="OUTPUT",
-                   help="scores file: .jsonl or .parquet (format by extension)")
+    p.add_argument("--output", "-o", type=str, required=True, metavar="OUTPUT",
+                   help="scores file: .jsonl or .parquet (format by extension); --engine spark: a directory, local "
+                        "or scheme://")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing, non-empty OUTPUT (refused without it, local and scheme:// alike)")
     add_config_flags(p, "model", "model_manifest_sha256", "thresholds", "batch_size", "scoring_threads", "precision",
                      "max_text_chars", "max_message_bytes", "log_level", "log_format")
     p.add_argument("--resume", action="store_true",
@@ -49,6 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flagstream.classifier.archive.rescore import execute, parse_shard, plan_run
+    from flagstream.classifier.archive.files import RescoreError
     from flagstream.classifier.archive.rows import Limits
     from flagstream.classifier.inference.scoring import load_scorer
     from flagstream.streaming.logs import setup_logging
@@ -62,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.master or args.input_format:
         raise UserError("--master and --input-format apply to --engine spark only")
     # Files, columns and the resume record are checked before the (slow) model load.
-    plan = plan_run(args.input, args.output, resume=args.resume, shard=parse_shard(args.shard),
+    if "://" in args.output:
+        raise RescoreError(f"--output {args.output}: --engine local writes local files; use --engine spark for "
+                           "scheme:// outputs")
+    plan = plan_run(args.input, Path(args.output), resume=args.resume, shard=parse_shard(args.shard),
+                    overwrite=args.overwrite,
                     keep_text=args.keep_text,
                     limits=Limits(settings.max_text_chars, settings.max_message_bytes))
     scorer = load_scorer(settings.model, settings.thresholds, manifest_sha256=settings.model_manifest_sha256,
@@ -97,6 +105,7 @@ def _run_spark(args: argparse.Namespace, settings) -> int:
         precision=settings.precision, batch_size=settings.batch_size,
         block_rows=max(args.block_rows, settings.batch_size), keep_text=args.keep_text,
         limits=Limits(settings.max_text_chars, settings.max_message_bytes), fmt=args.input_format,
+        overwrite=args.overwrite, manifest_sha256=settings.model_manifest_sha256,
     )
     summary = run.summary
     if args.summary_json:

@@ -24,6 +24,11 @@ from typing import Any
 from flagstream.contract.records import Rejection, dumps, one_line
 
 MAX_ID_CHARS = 256
+# The deepest nesting any decoded value may have (posts, review/scores records, decisions, shadow records).
+# Every output nests a post's unknown fields one or two levels deeper (``extra``, ``audit``), and ``json``
+# encodes recursively: without this bound a post nested ~900 deep parsed but its review record raised
+# RecursionError. 64 leaves room for any real metadata and keeps every output far from the encoder's limit.
+MAX_JSON_DEPTH = 64
 
 # Optional post fields with the types they may have (None = JSON null is always allowed).
 OPTIONAL_FIELDS: dict[str, tuple[type, ...]] = {
@@ -79,12 +84,35 @@ def type_name(value: Any) -> str:
             int: "number", float: "number"}.get(type(value), type(value).__name__)
 
 
+def json_depth(obj: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply ``obj`` nests (a scalar is 0, ``[]`` is 1), counted without recursion.
+
+    Stops counting past ``limit`` (returns ``limit + 1``), so a hostile value costs at most one walk.
+    """
+    deepest, stack = 0, [(obj, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        depth += 1
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[str, Any] | Rejection:
     """Bytes -> a JSON object, or the :class:`Rejection` saying why not (the first half of :func:`parse_post`).
 
     Only standard JSON is accepted: ``NaN``/``Infinity`` and numbers that overflow to infinity
     (``1e400``) are ``not_json``, so everything built from a post can be written back as
-    standard JSON. Never raises, whatever the bytes (nesting depth included).
+    standard JSON. A value nesting deeper than :data:`MAX_JSON_DEPTH` is ``not_json`` too, so every
+    record built from it stays encodable. Never raises, whatever the bytes.
     """
     if not value:
         return Rejection("empty_message", "record has no value")
@@ -101,11 +129,13 @@ def decode_json_object(value: bytes | None, *, max_message_bytes: int) -> dict[s
     except json.JSONDecodeError as exc:
         return Rejection("not_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
-        return Rejection("not_json", "JSON nests too deeply")
+        return Rejection("not_json", f"JSON nests over MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels deep")
     except ValueError as exc:  # Python refuses integer literals over 4,300 digits (int_max_str_digits)
         if "integer string conversion" in str(exc):
             return Rejection("not_json", "an integer literal is too long (over 4300 digits)")
         return Rejection("not_json", one_line(str(exc)))
+    if json_depth(obj) > MAX_JSON_DEPTH:
+        return Rejection("not_json", f"JSON nests over MAX_JSON_DEPTH={MAX_JSON_DEPTH} levels deep")
     if not isinstance(obj, dict):
         return Rejection("not_object", f"value is a JSON {type_name(obj)}, expected an object")
     return obj

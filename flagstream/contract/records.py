@@ -32,7 +32,8 @@ ERROR_CLASSES: dict[str, str] = {
     "empty_message": "the record has no value (null or zero bytes)",
     "message_too_large": "the value is longer than max_message_bytes",
     "not_utf8": "the value is not valid UTF-8",
-    "not_json": "the value is not standard JSON (or nests too deeply, uses NaN/Infinity or a number that overflows, like 1e400)",
+    "not_json": "the value is not standard JSON (or nests deeper than MAX_JSON_DEPTH, uses NaN/Infinity or a number "
+                "that overflows, like 1e400)",
     "not_object": "the value is JSON but not an object",
     "missing_id": "the object has no id field",
     "invalid_id": "id is not a string, is empty, or is too long",
@@ -42,6 +43,7 @@ ERROR_CLASSES: dict[str, str] = {
     "invalid_field": "an optional field (lang, author, created_at, url, meta) has the wrong type",
     "scoring_failed": "the model raised an error on this post's text",
     "output_too_large": "the post's review record cannot fit max_message_bytes, or the broker refused it for good",
+    "output_unencodable": "one of the post's output records (review, scores, audit) could not be encoded as JSON",
     # decisions topic (read by the review console; see the decisions section below)
     "invalid_decision": "a decisions-topic record breaks the decision contract (docs/messages.md)",
 }

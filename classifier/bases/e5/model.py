@@ -44,15 +44,15 @@ _FULL = re.compile(r"(LayerNorm\.(weight|bias)|\.bias)$")
 
 
 def _plain_encoder():
-    from transformers import BertModel
+    from flagstream.classifier.bases.e5.base import base_encoder
 
-    return BertModel.from_pretrained(str(base_dir()), add_pooling_layer=False)
+    return base_encoder()  # checked against the hashes pinned in the code, from the bytes it loads
 
 
 def load_tokenizer(max_length: int = 512):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(base_dir(verify=False)))
+    tok = AutoTokenizer.from_pretrained(str(base_dir(weights=False)))  # its files checked against the pinned hashes
     tok.model_max_length = max_length
     return tok
 
