@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate",
     "export-decisions": "export_decisions",
     "shadow-report": "shadow_report",
+    "bank": "bank",
+    "statements": "statements",
     "config": "config",
 }
 

@@ -18,6 +18,7 @@ from flagstream.contract.dead_letters import dead_letter_record
 from flagstream.contract.records import OutRecord, Rejection, Source, now_iso
 from flagstream.contract.review import bounded_review_record
 from flagstream.contract.scores import scores_record
+from flagstream.streaming.banks.gate import REVIEW, WITHHOLD
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, audited
 from flagstream.streaming.loop.checkpoint import Checkpoint, RejectedOutput
 from flagstream.streaming.loop.batch import Batch
@@ -39,6 +40,7 @@ class Router:
         self.thresholds, self.model = thresholds, model
         self.annotator, self.labels = annotator, tuple(labels)  # review annotations (flagstream.streaming.loop.annotate)
         # issue 18: a known-probability sample of unflagged posts also goes to review (flagstream.streaming.loop.audit)
+        self.bank: Any = None  # flagstream.streaming.banks.gate.BankGate (issue 33), set by the pipeline, or None
         self.audit = AuditPolicy.from_settings(settings) if hasattr(settings, "audit_rate") else AuditPolicy(0.0, 0.0)
 
     def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
@@ -56,16 +58,29 @@ class Router:
         flagged: Counter = Counter()
         outputs: list[tuple[Any, list[tuple[str, OutRecord]]]] = []
         too_large: set[int] = set()
+        gate = self.bank
+        if gate is not None:
+            gate.refresh()
         for rec, verdict in batch.verdicts:
             src = source_of(rec)
             out: list[tuple[str, OutRecord]] = []
-            if verdict.flagged:
+            note = notes.get(verdict.post.id)
+            action, match = (gate.check(verdict.post.text, dict(verdict.scores), verdict.labels)
+                             if gate is not None else (None, None))
+            if match is not None and action != WITHHOLD:  # issue 33: the match and its source decision
+                note = {**(note or {}), "bank_match": match.as_dict()}
+            if verdict.flagged and action != WITHHOLD:
                 review = bounded_review_record(verdict, src, self.thresholds, self.model,
-                                                       s.max_message_bytes, now, notes.get(verdict.post.id))
+                                                       s.max_message_bytes, now, note)
                 if review is None:
                     too_large.add(id(rec))
                     continue
                 out.append((s.review_topic, review))
+            elif action == REVIEW:  # a positive-bank match below threshold
+                review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now,
+                                               note)
+                if review is not None:
+                    out.append((s.review_topic, review))
             elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
                 review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
                 if review is not None:  # an audit record that cannot fit is simply not drawn

@@ -36,7 +36,7 @@ class Reviewed:
 
 def build_decision(items: Sequence[Reviewed], verdicts: Mapping[str, str], reviewer: str, *,
                    policy: str | None = None, note: str | None = None, campaign: str | None = None,
-                   extra_ids: Sequence[str] = ()) -> Decision:
+                   extra_ids: Sequence[str] = (), action: str | None = None) -> Decision:
     """One decision over ``items`` (one post, or every member of a campaign).
 
     ``model`` and ``thresholds`` come from the first review record: the ones that flagged it. ``extra_ids``
@@ -50,7 +50,7 @@ def build_decision(items: Sequence[Reviewed], verdicts: Mapping[str, str], revie
     thresholds = first.get("thresholds") if isinstance(first.get("thresholds"), dict) else {}
     return Decision(decision_id=uuid.uuid4().hex, ids=tuple(ids), verdicts=dict(verdicts), reviewer=reviewer,
                     decided_at=now_iso(), model=model, thresholds=thresholds, reviews=tuple(i.ref for i in items),
-                    campaign=campaign, policy=policy, note=note)
+                    campaign=campaign, policy=policy, note=note, action=action)
 
 
 def write_decision(producer: KafkaProducer, topic: str, decision: Decision, timeout_s: float = 30.0) -> Any:
