@@ -109,6 +109,14 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
             return denied()
         return JSONResponse(state.stats())
 
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: time to decision (issue 33), behind the same token as the API."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if not authorised(request):
+            return denied()
+        return Response(generate_latest(state.times.registry), media_type=CONTENT_TYPE_LATEST)
+
     async def headers(request: Request, call_next: Any) -> Response:
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = CSP
@@ -127,6 +135,7 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
         Route("/api/item", item),
         Route("/api/decide", decide, methods=["POST"]),
         Route("/api/stats", stats),
+        Route("/metrics", metrics),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ], middleware=middleware)
     return app

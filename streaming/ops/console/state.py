@@ -24,6 +24,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from flagstream.config import Settings
+from flagstream.streaming.ops.decision_time import DecisionTimes
 from flagstream.streaming.ops.decisions import Reviewed, accept_decision, build_decision, write_decision
 from flagstream.streaming.ops.review import decode
 from flagstream.contract.decisions import Decision, ReviewRef, VERDICTS
@@ -119,6 +120,7 @@ class ReviewState:
         self.stop_event = threading.Event()
         self.caught_up = threading.Event()
         self.thread: threading.Thread | None = None
+        self.times = DecisionTimes(getattr(settings, "decision_sla_s", 3600.0))  # issue 33: time to decision
 
     # ---- reading ------------------------------------------------------------------------
     def start(self) -> None:
@@ -190,7 +192,8 @@ class ReviewState:
             self.seen_decisions.add(decision.decision_id)
             for pid in decision.ids:
                 self.decided.add(pid)
-                self.items.pop(pid, None)
+                if (gone := self.items.pop(pid, None)) is not None:
+                    self.times.observe(gone.record, decision.decided_at)
 
     # ---- the queue ----------------------------------------------------------------------
     def groups(self) -> list[Group]:
@@ -258,6 +261,7 @@ class ReviewState:
             "spans": {k: v for k, v in (rec.get("spans") or {}).items()},
             # the stream was past its explanation budget (streaming/loop/annotate.py): say so rather than show nothing
             "spans_skipped": rec.get("spans_skipped"),
+            "bank_match": rec.get("bank_match"),  # issue 33: known content and the decision that banked it
         }
         if members:
             out["members"] = [{"id": m.record["id"], "score": round(top_score(m.record), 4),
@@ -304,7 +308,7 @@ class ReviewState:
             rates[label] = {**counts, "reject_rate": round(counts["reject"] / decided, 4) if decided else None,
                             "reject_rate_last_100": round(last.count("reject") / len(last), 4) if last else None}
         return {"queue_posts": depth, "queue_items": groups, "decisions": len(decisions),
-                "decisions_last_hour": last_hour, "labels": rates,
+                "decisions_last_hour": last_hour, "labels": rates, "time_to_decision": self.times.as_dict(),
                 "as_of": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="seconds")}
 
 
