@@ -36,8 +36,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate",
     "export-decisions": "export_decisions",
     "shadow-report": "shadow_report",
-    "bank": "bank",
-    "statements": "statements",
+    "bank": "trust.bank",
+    "statements": "trust.statements",
     "config": "config",
 }
 
