@@ -28,7 +28,8 @@ from flagstream.streaming.loop.campaigns import normalise, shingles
 SIGNAL_TYPE = "flagstream.text.minhash64-sha256.v1"  # HMA: the signal type both signatures belong to
 NUM_PERM = 64
 BANKS = ("positive", "negative")
-_PERM = MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32)  # fixed seed: every process computes the same permutations
+SCHEME = "affine32"  # datasketch's permutation scheme, pinned: signatures of another scheme would not compare
+_PERM = MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, scheme=SCHEME)  # fixed seed: the same permutations everywhere
 
 
 class BadEntry(ValueError):
@@ -45,14 +46,14 @@ def minhash_of(text: str) -> MinHash | None:
     sh = shingles(text)
     if not sh:
         return None
-    m = MinHash(num_perm=NUM_PERM, permutations=_PERM.permutations, hashfunc=zlib.crc32)
+    m = MinHash(num_perm=NUM_PERM, permutations=_PERM.permutations, hashfunc=zlib.crc32, scheme=SCHEME)
     m.update_batch(sh)
     return m
 
 
 def minhash_from(values: Sequence[int]) -> MinHash:
     """Rebuild a MinHash from an entry's stored hash values."""
-    return MinHash(num_perm=NUM_PERM, permutations=_PERM.permutations, hashfunc=zlib.crc32,
+    return MinHash(num_perm=NUM_PERM, permutations=_PERM.permutations, hashfunc=zlib.crc32, scheme=SCHEME,
                    hashvalues=np.asarray(values, dtype=np.uint64))
 
 
