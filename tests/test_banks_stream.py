@@ -79,7 +79,7 @@ def test_banks_steer_the_stream_and_every_consumer_applies_the_same_bank(topics)
     assert scores["q-edit"]["labels"] == []  # under threshold...
     assert set(review) == {"q-edit"}  # ...but sent, and the rejected repost is not
     match = review["q-edit"]["bank_match"]
-    assert match["bank"] == "positive" and match["similarity"] >= 0.7
+    assert match["bank"] == "positive" and match["match"] == "minhash" and match["similarity"] >= 0.7
     assert match["decision"]["decision_id"] == confirm.decision_id and match["decision"]["post_id"] == "p-conf"
     assert scores["q-repost"]["labels"] == ["sectarian"]  # flagged, withheld by the negative bank
     assert set(review_b) == set(review) and review_b["q-edit"]["bank_match"] == match
