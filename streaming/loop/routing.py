@@ -81,7 +81,8 @@ class Router:
                                                note)
                 if review is not None:
                     out.append((s.review_topic, review))
-            elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
+            elif action != WITHHOLD and (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds,
+                                                                self.audit)) is not None:
                 review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
                 if review is not None:  # an audit record that cannot fit is simply not drawn
                     out.append((s.review_topic, audited(review, fields)))

@@ -252,7 +252,7 @@ class ReviewState:
         out: dict[str, Any] = {
             "key": g.key, "id": rec["id"], "campaign": g.campaign, "count": len(g.members), "labels": labels,
             # an audit item (issue 18: unflagged, sampled with a known weight) is decided on every label
-            "audit": rec.get("audit") is True, "decide": labels or (list(scores) if rec.get("audit") is True else []),
+            "audit": rec.get("audit") is True, "decide": labels or (list(scores) if rec.get("audit") is True or rec.get("bank_match") else []),
             "scores": [{"label": k, "score": float(v), "threshold": thresholds.get(k), "flagged": k in labels}
                        for k, v in scores.items()],
             "model": rec.get("model"), "source": rec.get("source"), "review": g.lead.ref.as_dict(),
