@@ -83,3 +83,36 @@ def test_banks_steer_the_stream_and_every_consumer_applies_the_same_bank(topics)
     assert match["decision"]["decision_id"] == confirm.decision_id and match["decision"]["post_id"] == "p-conf"
     assert scores["q-repost"]["labels"] == ["sectarian"]  # flagged, withheld by the negative bank
     assert set(review_b) == set(review) and review_b["q-edit"]["bank_match"] == match
+
+
+def test_bank_cli_add_list_export_remove_import(topics, tmp_path):
+    from support.process import run_cli
+
+    env = topics.env(bank_topic=topics.posts + ".bank", create_topics="true")
+    text = tmp_path / "post.txt"
+    text.write_text(CONFIRMED, encoding="utf-8")
+    res = run_cli(["bank", "add", "--bank", "positive", "--label", "propaganda", "--text-file", str(text),
+                   "--reference", "shared-list-7"], env=env)
+    assert res.returncode == 0, res.stderr.decode()
+    [entry_id] = json.loads(res.stdout)["entry_ids"]
+
+    def listed() -> list[dict]:
+        r = run_cli(["bank", "list", "--json"], env=env)
+        assert r.returncode == 0, r.stderr.decode()
+        assert b"harbour" not in r.stdout
+        return [json.loads(x) for x in r.stdout.decode().splitlines()]
+
+    [e] = listed()
+    assert e["entry_id"] == entry_id and e["bank"] == "positive" and e["decision"]["decision_id"] == "shared-list-7"
+    out = tmp_path / "bank.jsonl"
+    assert run_cli(["bank", "export", "--output", str(out)], env=env).returncode == 0
+    assert [json.loads(x)["entry_id"] for x in out.read_text().splitlines()] == [entry_id]
+    assert run_cli(["bank", "remove", entry_id], env=env).returncode == 0
+    assert listed() == []  # the tombstone removed it for every reader
+    assert run_cli(["bank", "import", str(out)], env=env).returncode == 0
+    assert [x["entry_id"] for x in listed()] == [entry_id]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(out.read_text() + '{"entry_id": "x"}\n')
+    res = run_cli(["bank", "import", str(bad)], env=env)
+    err = res.stderr.decode()
+    assert res.returncode != 0 and "line 2" in err and "nothing imported" in err and "Traceback" not in err
