@@ -28,12 +28,16 @@ REJECTED = SECTARIAN_TEXT
 REPOST = SECTARIAN_TEXT + " https://news.example/item"
 
 
-def _run(settings, n):
+def _run(settings, n, counts=None):
     runner = PipelineThread(settings)
     try:
         scores = read_all(settings.bootstrap_servers, settings.scores_topic, min_count=n, timeout_s=120)
     finally:
         assert runner.stop() == 0
+    if counts is not None:
+        counts.update(runner.pipeline.router.bank.counts)
+        metric = runner.pipeline.metrics.registry.get_sample_value
+        counts["metric_withheld"] = metric("flagstream_bank_matches_total", {"bank": "negative", "outcome": "withheld"})
     return {json.loads(r.value)["id"]: json.loads(r.value) for r in scores}
 
 
@@ -70,8 +74,11 @@ def test_banks_steer_the_stream_and_every_consumer_applies_the_same_bank(topics)
     for group in ("g-first", "g-second"):
         s = topics.settings(posts_topic=posts2, review_topic=review2 + group, group_id=topics.group + group,
                             scores_topic=topics.scores + group, **common)
-        scores = _run(s, len(fresh))
+        counts: dict = {}
+        scores = _run(s, len(fresh), counts)
         assert set(scores) == {pid for pid, _ in fresh}  # 0 lost
+        assert counts[("positive", "sent_below_threshold")] == 1 and counts[("negative", "withheld")] == 1
+        assert counts["metric_withheld"] == 1.0
         review = {json.loads(r.value)["id"]: json.loads(r.value)
                   for r in read_all(topics.bootstrap, s.review_topic, min_count=1)}
         results.append((scores, review))
