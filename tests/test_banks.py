@@ -103,3 +103,16 @@ def test_decisions_become_entries_confirm_positive_reject_negative_unsure_nothin
     for e in wanted.values():
         current.add(e, NOW)
     assert new_entries(wanted, current, NOW) == []  # a second sync writes nothing
+
+
+def test_the_ascii_fast_path_of_normalise_removes_exactly_the_characters_the_general_path_removes():
+    import unicodedata
+
+    from flagstream.streaming.loop.campaigns import _ASCII_CC, normalise
+
+    for i in range(128):
+        ch = chr(i)
+        general = unicodedata.category(ch) in ("Cf", "Cc") and ch not in "\n\t"
+        assert bool(_ASCII_CC.fullmatch(ch)) == general, i
+    assert normalise("RT @a: Join\x00 the\x7f FIGHT\tnow https://x.example/1") == \
+        normalise("RT @a: Join the FIGHT\tnow \u200b") == "join the fight now"

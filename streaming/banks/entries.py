@@ -17,13 +17,14 @@ import json
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 from datasketch import MinHash
 
-from flagstream.streaming.loop.campaigns import normalise, shingles
+from flagstream.streaming.loop.campaigns import normalise, shingles_of
 
 SIGNAL_TYPE = "flagstream.text.minhash64-sha256.v1"  # HMA: the signal type both signatures belong to
 NUM_PERM = 64
@@ -38,12 +39,22 @@ class BadEntry(ValueError):
 
 def exact_hash(text: str) -> str:
     """SHA-256 (hex) of the normalised text: equal for reposts that differ only cosmetically."""
-    return hashlib.sha256(normalise(text).encode("utf-8")).hexdigest()
+    return exact_of(normalise(text))
+
+
+def exact_of(norm: str) -> str:
+    """:func:`exact_hash` of an already normalised text."""
+    return hashlib.sha256(norm.encode("utf-8")).hexdigest()
 
 
 def minhash_of(text: str) -> MinHash | None:
     """The post's MinHash over character shingles; None when nothing survives normalisation."""
-    sh = shingles(text)
+    return minhash_of_normalised(normalise(text))
+
+
+def minhash_of_normalised(norm: str) -> MinHash | None:
+    """:func:`minhash_of` an already normalised text (normalising is most of a lookup's cost: do it once)."""
+    sh = shingles_of(norm)
     if not sh:
         return None
     m = MinHash(num_perm=NUM_PERM, permutations=_PERM.permutations, hashfunc=zlib.crc32, scheme=SCHEME)
@@ -97,14 +108,20 @@ class BankEntry:
     def for_text(cls, text: str, bank: str, labels: Sequence[str], decision: Mapping[str, Any],
                  created: datetime, ttl_days: float) -> BankEntry:
         """A new entry for ``text`` (the text itself is not kept)."""
-        exact = exact_hash(text)
-        m = minhash_of(text)
+        norm = normalise(text)
+        exact = exact_of(norm)
+        m = minhash_of_normalised(norm)
         return cls(entry_id_for(exact), bank, exact, tuple(int(v) for v in m.hashvalues) if m is not None else (),
                    tuple(labels), _iso(created), _iso(created + timedelta(days=ttl_days)),
                    {k: v for k, v in decision.items() if v is not None})
 
+    @cached_property
+    def expires(self) -> datetime:
+        """``expires_at`` parsed once (every lookup candidate checks it)."""
+        return parse_time(self.expires_at, "expires_at")
+
     def expired(self, now: datetime) -> bool:
-        return parse_time(self.expires_at, "expires_at") <= now
+        return self.expires <= now
 
     def as_dict(self) -> dict[str, Any]:
         return {"entry_id": self.entry_id, "signal_type": self.signal_type, "bank": self.bank, "exact": self.exact,
@@ -157,4 +174,4 @@ def parse_entry(value: bytes | str | Mapping[str, Any]) -> BankEntry:
 
 
 __all__ = ["BANKS", "NUM_PERM", "SIGNAL_TYPE", "BadEntry", "BankEntry", "entry_id_for", "exact_hash", "minhash_from",
-           "minhash_of", "parse_entry", "parse_time"]
+           "minhash_of", "minhash_of_normalised", "exact_of", "parse_entry", "parse_time"]

@@ -18,7 +18,9 @@ from datetime import datetime, timezone
 
 from datasketch import MinHashLSH
 
-from flagstream.streaming.banks.entries import BANKS, NUM_PERM, BankEntry, exact_hash, minhash_from, minhash_of
+from flagstream.streaming.banks.entries import (BANKS, NUM_PERM, BankEntry, exact_of, minhash_from,
+                                                minhash_of_normalised)
+from flagstream.streaming.loop.campaigns import normalise
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,8 @@ class Bank:
         if not len(self):
             return {}
         now = now or datetime.now(timezone.utc)
-        exact = exact_hash(text)
+        norm = normalise(text)
+        exact = exact_of(norm)
         m = None
         out: dict[str, BankMatch] = {}
         for name, b in self.banks.items():
@@ -132,7 +135,7 @@ class Bank:
                 out[name] = BankMatch(b.entries[hit], 1.0, "exact")
                 continue
             if m is None:
-                m = minhash_of(text)
+                m = minhash_of_normalised(norm)
                 if m is None:
                     return out
             best: BankMatch | None = None
