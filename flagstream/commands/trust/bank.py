@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -57,9 +58,11 @@ def _read_text(path: str) -> str:
     from flagstream.errors import UserError
 
     try:
-        return sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"--text-file {path}: {exc.strerror}; give a readable UTF-8 file or '-' for stdin") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--text-file {path} is not UTF-8 text; save it as UTF-8") from None
 
 
 def _import_lines(path: str) -> list[Any]:
@@ -67,9 +70,11 @@ def _import_lines(path: str) -> list[Any]:
     from flagstream.streaming.banks.entries import BadEntry, parse_entry
 
     try:
-        lines = open(path, encoding="utf-8").read().splitlines()
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise UserError(f"{path}: {exc.strerror}; give an exported bank file (JSON lines)") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text; give an exported bank file (JSON lines)") from None
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -104,7 +109,11 @@ def run(args: argparse.Namespace) -> int:
         if args.action in ("list", "export"):
             bank = read_bank(settings, settings.startup_timeout_s)
             bank.purge()
-            out = sys.stdout if args.action == "list" or args.output == "-" else open(args.output, "w", encoding="utf-8")
+            try:
+                out = sys.stdout if args.action == "list" or args.output == "-" else open(args.output, "w",
+                                                                                           encoding="utf-8")
+            except OSError as exc:
+                raise UserError(f"--output {args.output}: {exc.strerror}; give a writable file path") from None
             try:
                 for e in bank.entries():
                     out.write((e.to_json().decode() if args.action == "export" or args.as_json else _describe(e)) + "\n")
