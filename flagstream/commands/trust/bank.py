@@ -99,6 +99,17 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
+    entries: list[Any] = []  # read and checked before any broker connection: a bad file fails fast
+    if args.action == "add":
+        text = _read_text(args.text_file)
+        if not text.strip():
+            raise UserError("--text-file holds no text; nothing to bank")
+        ref = {"decision_id": args.reference or "manual", "verdict": "confirm" if args.bank == "positive" else "reject",
+               "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        entries = [BankEntry.for_text(text, args.bank, [x.strip() for x in args.label if x.strip()], ref,
+                                      datetime.now(timezone.utc), settings.bank_ttl_days)]
+    elif args.action == "import":
+        entries = _import_lines(args.file)
     try:
         ensure_bank_topic(settings)
         if args.action == "sync":
@@ -123,16 +134,6 @@ def run(args: argparse.Namespace) -> int:
             if args.action == "list" and not args.as_json:
                 print(f"{len(bank)} entries on {settings.bank_topic}", file=sys.stderr)
             return 0
-        if args.action == "add":
-            text = _read_text(args.text_file)
-            if not text.strip():
-                raise UserError("--text-file holds no text; nothing to bank")
-            ref = {"decision_id": args.reference or "manual", "verdict": "confirm" if args.bank == "positive" else "reject",
-                   "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")}
-            entries = [BankEntry.for_text(text, args.bank, [x.strip() for x in args.label if x.strip()], ref,
-                                          datetime.now(timezone.utc), settings.bank_ttl_days)]
-        elif args.action == "import":
-            entries = _import_lines(args.file)
         producer = retry_until("producer", lambda t: make_producer(settings, t), settings)
         try:
             if args.action == "remove":
