@@ -36,6 +36,8 @@ COMMANDS: dict[str, str] = {
     "calibrate": "calibrate",
     "export-decisions": "export_decisions",
     "shadow-report": "shadow_report",
+    "bank": "trust.bank",
+    "statements": "trust.statements",
     "config": "config",
 }
 

@@ -31,6 +31,12 @@ DEFAULT_MODEL_DIR = PROJECT_ROOT / "models" / "flagstream-me5"  # multilingual; 
 log = logging.getLogger("flagstream.config")
 
 
+# The EU member states (ISO 3166-1 alpha-2, as the DSA Transparency Database spells them): the default territorial
+# scope of a statement of reasons.
+EU_COUNTRIES = ("AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU", "IE", "IT", "LT",
+                "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK")
+
+
 class Settings(BaseModel):
     """Everything flagstream can be told, with the defaults a local run needs."""
 
@@ -131,6 +137,22 @@ class Settings(BaseModel):
     # a random key per process, with a WARNING (resolved_audit_seed, streaming/loop/audit.py).
     audit_seed: SecretStr | None = None
     audit_seed_file: Path | None = None
+    # --- known-content banks (issue 33; docs/banks.md) ----------------------------------
+    bank_enabled: bool = False  # the stream reads bank_topic and applies both banks to every post
+    bank_topic: str = "posts.bank"  # compacted: key = entry id, tombstone = removed entry; signatures only, never text
+    bank_max_entries: int = Field(100_000, ge=1)  # per bank; the oldest entries leave first
+    bank_ttl_days: float = Field(365.0, gt=0)  # a new entry expires this long after its decision
+    bank_similarity: float = Field(0.7, gt=0, le=1)  # estimated Jaccard (MinHash) for a near-duplicate match
+    # A post matching the negative bank (a rejected repost) is not sent to review again unless one of its flagged
+    # labels scores at least this: a stricter bar than the label's threshold.
+    bank_negative_override: float = Field(0.98, ge=0, le=1)
+    # --- statements of reasons and time to decision (issue 33; docs/statements.md) -----------
+    # label -> overrides of its DSA ground and category (decision_ground, category, category_specification,
+    # incompatible_content_ground / illegal_content_legal_ground, the explanation, decision_ground_reference_url,
+    # action); unset keys keep the defaults in flagstream.streaming.ops.statements.DEFAULT_POLICIES.
+    statement_policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    statement_territorial_scope: list[str] = Field(default_factory=lambda: list(EU_COUNTRIES))
+    decision_sla_s: float = Field(3600.0, gt=0)  # flagged-to-decided time a team commits to (TCO: one hour)
 
     # --- data (training / evaluation only) ---------------------------------------------
     data_dir: Path = PROJECT_ROOT.parent / "shared" / "data"

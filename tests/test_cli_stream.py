@@ -207,4 +207,5 @@ def test_demo_runs_end_to_end_and_exits_cleanly(linear_model_dir):
     assert "posts published:        40" in out
     assert "dead-lettered:          5" in out
     assert "post s005" in out and "post s008" in out  # clear propaganda / sectarian samples
+    assert "bank matches:           1" in out and "bank match: positive entry" in out  # the seeded bank (issue 33)
     assert "Traceback" not in res.stderr.decode()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from flagstream.contract.decisions import ACTIONS
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("decide", help="record a reviewer decision on flagged post(s) in the decisions topic",
@@ -25,6 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", default=None, help="optional policy tag")
     p.add_argument("--note", default=None, help="optional free-text note (never logged)")
     p.add_argument("--campaign", default=None, help="campaign id, when the decision covers a campaign")
+    p.add_argument("--action", default=None, choices=ACTIONS,
+                   help="what was done to the content (statements of reasons; default: the label policy's, removed)")
     p.add_argument("--allow-missing", action="store_true",
                    help="record the decision even for ids that are not on the review topic")
     from flagstream.options import KAFKA_SECURITY_FIELDS, add_config_flags
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         items = [found[i] for i in args.ids if i in found]
         try:
             decisions = build_decisions(items, verdicts, args.reviewer, key=key, policy=args.policy, note=args.note,
-                                        campaign=args.campaign, extra_ids=missing)
+                                        campaign=args.campaign, extra_ids=missing, action=args.action)
         except ValueError as exc:
             raise UserError(f"invalid decision: {exc}") from None
         producer = retry_until("producer", lambda t: make_producer(settings, t, transactional=False), settings)

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     # Demo defaults: a short consumer-group session (quick join on the embedded broker), quiet logs.
     base = settings_from_args(args, bootstrap_servers="127.0.0.1:1", session_timeout_ms=6000,
                               heartbeat_interval_ms=1000, group_id="flagstream-demo",
-                              scores_enabled=True, metrics_port=0)
+                              scores_enabled=True, metrics_port=0, bank_enabled=True)
     if args.log_level is None:
         base.log_level = "WARNING"
     # kafka-python logs the broker's own startup probes as errors; the demo's output is the story.
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             ensure_topics(settings, admin)
         finally:
             admin.close()
+        seeded = _seed_bank(settings)  # issue 33: one known-content signature, so the demo shows a bank match
         pipeline = Pipeline(settings, scorer)
 
         def target() -> None:
@@ -126,10 +127,15 @@ def run(args: argparse.Namespace) -> int:
         finally:
             consumer.close(autocommit=False)
         audit = [m for m in flagged if m.get("audit") is True]  # issue 18: unflagged posts sampled for review
-        flagged = [m for m in flagged if m.get("audit") is not True]
+        known = [m for m in flagged if m.get("bank_match") and not m.get("labels")]  # issue 33: below threshold
+        flagged = [m for m in flagged if m.get("audit") is not True and m not in known]
         print(f"\n=== flagged for review ({len(flagged)}) ===\n")
         for msg in sorted(flagged, key=lambda m: str(m.get("id"))):
-            print(render_review(msg) + "\n")
+            print(render_review(msg) + _bank_line(msg) + "\n")
+        if known:
+            print(f"=== known content: under threshold, sent by a bank match ({len(known)}) ===\n")
+            for msg in sorted(known, key=lambda m: str(m.get("id"))):
+                print(render_review(msg) + _bank_line(msg) + "\n")
         labels = Counter(lab for m in flagged for lab in m.get("labels", []))
         reasons = Counter(d.error for d in dead)
         print("=== summary ===")
@@ -137,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"scored (verdicts):      {len(verdicts)}")
         print(f"flagged for review:     {len(flagged)}  ("
               + (", ".join(f"{k} {v}" for k, v in sorted(labels.items())) or "none") + ")")
+        matched = sum(1 for m in [*flagged, *known] if m.get("bank_match"))
+        print(f"bank matches:           {matched}  ({len(known)} under threshold; bank seeded with {seeded} "
+              f"entr{'y' if seeded == 1 else 'ies'} from {BANK_SEED.name})")
         if audit:
             print(f"audit sample:           {len(audit)}  (unflagged posts sent to review with a known weight)")
         print(f"dead-lettered:          {len(dead)}  ("
@@ -161,6 +170,36 @@ def run(args: argparse.Namespace) -> int:
     if errors:
         raise errors[0]
     return 0
+
+
+# An exported bank file (docs/banks.md): the signature of one reviewer-confirmed repost of a sample post.
+BANK_SEED = PROJECT_ROOT / "examples" / "bank_seed.jsonl"
+
+
+def _bank_line(msg: dict) -> str:
+    """The review card's bank-match line (empty when the post matched no bank)."""
+    bm = msg.get("bank_match")
+    if not isinstance(bm, dict):
+        return ""
+    return (f"\n  bank match: {bm.get('bank')} entry {bm.get('entry_id')} ({bm.get('match')}, similarity "
+            f"{float(bm.get('similarity') or 0):.2f}), banked by decision {(bm.get('decision') or {}).get('decision_id')}")
+
+
+def _seed_bank(settings: "Settings") -> int:
+    """Write the demo's bank entries (signatures only) to the bank topic; 0 when the seed file is absent."""
+    from flagstream.streaming.banks.entries import parse_entry
+    from flagstream.streaming.banks.topic import ensure_bank_topic, write_entries
+    from flagstream.streaming.kafka.clients import make_producer
+
+    if not BANK_SEED.exists():
+        return 0
+    entries = [parse_entry(line) for line in BANK_SEED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ensure_bank_topic(settings)
+    producer = make_producer(settings, 10, transactional=False)
+    try:
+        return write_entries(producer, settings.bank_topic, entries)
+    finally:
+        producer.close(timeout=10)
 
 
 def _serve_console(settings: "Settings") -> None:

@@ -5,7 +5,9 @@ decisions topic (default ``posts.decisions``): one record per reviewer decision
     or every member of a campaign), ``verdicts`` (label -> ``confirm``/``reject``/``unsure``),
     ``reviewer`` (an opaque id), ``decided_at``, ``model`` and ``thresholds`` (of the review records),
     ``reviews`` (each covered post's review-record coordinates), optional ``campaign``, ``policy``,
-    ``note``. Headers: ``flagstream.schema: decision.v1``. Validated on read by :func:`parse_decision`
+    ``note``; and (issue 33, all optional, absent in older records) ``action`` (what was done to the content, one
+    of :data:`ACTIONS`), ``automated_detection`` (bool: was the post found by automated means), ``automated_decision``
+    (one of :data:`AUTOMATION`), ``territorial_scope`` (ISO country codes). Headers: ``flagstream.schema: decision.v1``. Validated on read by :func:`parse_decision`
     (a bad record goes to the dead-letter topic with error class ``invalid_decision``).
 """
 
@@ -30,6 +32,10 @@ MAX_DECISION_IDS = 500
 MAX_NOTE_CHARS = 2_000
 
 MAX_TAG_CHARS = 100
+
+# What a decision did to the content (the DSA's decision_visibility, without its prefix); "none": no restriction.
+ACTIONS = ("removed", "disabled", "demoted", "age_restricted", "interaction_restricted", "labelled", "none")
+AUTOMATION = ("fully", "partially", "not_automated")  # the DSA's automated_decision, without its prefix
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,10 @@ class Decision:
     policy: str | None = None
     note: str | None = None
     signature: str | None = None  # hex HMAC-SHA256 over the rest (flagstream.streaming.signing); None = unsigned
+    action: str | None = None
+    automated_detection: bool | None = None
+    automated_decision: str | None = None
+    territorial_scope: tuple[str, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -72,9 +82,11 @@ class Decision:
             "thresholds": {k: float(v) for k, v in self.thresholds.items()},
             "reviews": [r.as_dict() for r in self.reviews],
         }
-        for key in ("campaign", "policy", "note", "signature"):
+        for key in ("campaign", "policy", "note", "action", "automated_detection", "automated_decision", "signature"):
             if getattr(self, key) is not None:
                 body[key] = getattr(self, key)
+        if self.territorial_scope is not None:
+            body["territorial_scope"] = list(self.territorial_scope)
         return body
 
 
@@ -162,7 +174,21 @@ def _decision_from(obj: Mapping[str, Any]) -> Decision:
     if signature is not None and not (isinstance(signature, str) and len(signature) == 64
                                       and all(c in "0123456789abcdef" for c in signature)):
         raise _BadDecision("'signature' must be null or 64 lowercase hex digits (HMAC-SHA256)")
+    action, automated = obj.get("action"), obj.get("automated_decision")
+    if action is not None and action not in ACTIONS:
+        raise _BadDecision(f"'action' must be one of {', '.join(ACTIONS)}")
+    if automated is not None and automated not in AUTOMATION:
+        raise _BadDecision(f"'automated_decision' must be one of {', '.join(AUTOMATION)}")
+    detection = obj.get("automated_detection")
+    if detection is not None and not isinstance(detection, bool):
+        raise _BadDecision("'automated_detection' must be true or false")
+    scope = obj.get("territorial_scope")
+    if scope is not None and (not isinstance(scope, list) or not all(
+            isinstance(c, str) and len(c) == 2 and c.isupper() for c in scope)):
+        raise _BadDecision("'territorial_scope' must be an array of two-letter upper-case country codes")
     return Decision(
+        action=action, automated_detection=detection, automated_decision=automated,
+        territorial_scope=tuple(scope) if scope is not None else None,
         decision_id=str(decision_id), ids=tuple(ids), verdicts=dict(verdicts), reviewer=str(reviewer),
         decided_at=str(decided_at), model=dict(model) if model is not None else None,
         thresholds={k: float(v) for k, v in thresholds.items()}, reviews=tuple(refs),

@@ -8,7 +8,9 @@ review topic (output, default ``posts.review``): one record per *flagged* post
     ISO-8601 UTC), ``flagged_at`` (ISO-8601 UTC), then whichever of ``lang``, ``author``,
     ``created_at``, ``url``, ``meta`` the post had, and ``extra`` (unknown post fields) if any;
     ``campaign`` (``{"id", "members"}``) and ``spans`` (label -> ``[{"start", "end", "weight"}]``)
-    when enabled (``campaigns_enabled``, ``explain_spans``).
+    when enabled (``campaigns_enabled``, ``explain_spans``); ``bank_match`` (``{"bank", "entry_id", "similarity",
+    "match", "labels", "signal_type", "decision"}``) when the post matched a known-content bank (``bank_enabled``,
+    docs/banks.md): a positive match may arrive with ``labels`` empty (sent below threshold).
     Headers: ``content-type: application/json``, ``flagstream.schema: review.v1``.
 """
 
@@ -44,7 +46,7 @@ def review_record(post: Post, source: Source, scores: Mapping[str, float], label
         "flagged_at": flagged_at or now_iso(),
     }
     body.update(post.passthrough())
-    for key in ("campaign", "spans", "spans_skipped"):
+    for key in ("campaign", "spans", "spans_skipped", "bank_match"):
         if annotations and annotations.get(key) is not None:
             body[key] = annotations[key]
     return OutRecord(post.id.encode("utf-8"), dumps(body), json_headers(REVIEW_SCHEMA))

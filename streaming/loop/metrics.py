@@ -73,6 +73,8 @@ class PipelineMetrics:
                                      registry=r)
         self.lag = Gauge("flagstream_consumer_lag", "High-watermark minus position, per assigned partition",
                          ["topic", "partition"], registry=r)
+        self.bank_matches = Counter("flagstream_bank_matches", "Posts matching a known-content bank, per bank and outcome",
+                                    ["bank", "outcome"], registry=r)
         self.commits = Counter("flagstream_commits", "Successful offset commits", registry=r)
         self.commit_failures = Counter("flagstream_commit_failures", "Failed checkpoints, per exception class",
                                        ["error"], registry=r)

@@ -43,6 +43,7 @@ from kafka.errors import KafkaError
 from flagstream.classifier.inference.scoring import Scorer, load_scorer
 from flagstream.config import Settings
 from flagstream.errors import UserError
+from flagstream.streaming.banks.gate import BankGate
 from flagstream.streaming.loop.accounting import Books, PipelineStats
 from flagstream.streaming.loop.annotate import ReviewAnnotator
 from flagstream.streaming.loop.batching import Batcher, tps_str
@@ -178,6 +179,9 @@ class Pipeline:
         try:
             self.clients.connect()
             self.clients.replay_review(self.annotator)  # issue 17: the campaign index
+            self.router.bank = BankGate.from_settings(s, self.metrics.bank_matches)  # issue 33
+            if self.router.bank is not None:
+                self.router.bank.start()
         except BrokerUnavailable as exc:
             if self._stop.is_set():
                 raise _StoppedDuringStartup() from None
@@ -196,6 +200,8 @@ class Pipeline:
         if self.consumer is not None and self._retry_commit:
             self._commit_retry()
         self.clients.close()
+        if self.router is not None and self.router.bank is not None:
+            self.router.bank.close()
         if self.probe is not None:
             self.probe.stop()
         if self.health_server is not None:

@@ -19,6 +19,7 @@ from flagstream.contract.dead_letters import dead_letter_record
 from flagstream.contract.records import OutRecord, Rejection, Source, now_iso
 from flagstream.contract.review import Verdict, bounded_review_record
 from flagstream.contract.scores import scores_record
+from flagstream.streaming.banks.gate import REVIEW, WITHHOLD
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, audited
 from flagstream.streaming.loop.checkpoint import Checkpoint, RejectedOutput
 from flagstream.streaming.loop.batch import Batch
@@ -42,6 +43,7 @@ class Router:
         self.shadow = shadow  # flagstream.streaming.loop.shadow.Shadow: a candidate's verdicts to the shadow topic, or None
         self.thresholds, self.model = thresholds, model
         # issue 18: a known-probability sample of unflagged posts also goes to review (flagstream.streaming.loop.audit)
+        self.bank: Any = None  # flagstream.streaming.banks.gate.BankGate (issue 33), set by the pipeline, or None
         self.audit = AuditPolicy.from_settings(settings) if hasattr(settings, "audit_rate") else AuditPolicy(0.0, 0.0)
 
     def route(self, batch: Batch, cp: Checkpoint, notes: Mapping[str, Any] | None = None) -> Counter:
@@ -56,10 +58,13 @@ class Router:
         flagged: Counter = Counter()
         outputs: list[tuple[Any, list[tuple[str, OutRecord]]]] = []
         too_large: set[int] = set()
+        gate = self.bank
+        if gate is not None:
+            gate.refresh()
         unencodable: dict[int, Rejection] = {}
         for rec, verdict in batch.verdicts:
             try:
-                out = self._outputs(batch, rec, verdict, notes, now)
+                out = self._outputs(batch, rec, verdict, notes, now, gate)
             except Exception as exc:  # noqa: BLE001 - one record's output never leaves the loop (issue 29)
                 unencodable[id(rec)] = Rejection("output_unencodable", UNENCODABLE_REASON.format(
                     error=type(exc).__name__))
@@ -84,9 +89,13 @@ class Router:
             cp.store_offset(rec.topic, rec.partition, rec.offset)
         return flagged
 
-    def _outputs(self, batch: Batch, rec: Any, verdict: Verdict, notes: Mapping[str, Any],
-                 now: str) -> list[tuple[str, OutRecord]] | None:
+    def _outputs(self, batch: Batch, rec: Any, verdict: Verdict, notes: Mapping[str, Any], now: str,
+                 gate: Any = None) -> list[tuple[str, OutRecord]] | None:
         """Every output record of one verdict, encoded; None when its review record cannot fit.
+
+        ``gate`` (:class:`flagstream.streaming.banks.gate.BankGate`, issue 33): a positive-bank match sends the
+        post to review even below threshold, with the match in its review record; a negative-bank match
+        withholds it from review (and from the audit sample) unless a flagged label clears the stricter bar.
 
         Raises:
             Exception: whatever encoding one of its records raised (``RecursionError``, ``ValueError``,
@@ -95,19 +104,28 @@ class Router:
         s = self.s
         src = source_of(rec)
         out: list[tuple[str, OutRecord]] = []
-        if verdict.flagged:
-            review = bounded_review_record(verdict, src, self.thresholds, self.model,
-                                                   s.max_message_bytes, now, notes.get(verdict.post.id))
+        note = notes.get(verdict.post.id)
+        action, match = (gate.check(verdict.post.text, dict(verdict.scores), verdict.labels)
+                         if gate is not None else (None, None))
+        if match is not None and action != WITHHOLD:  # issue 33: the match and its source decision
+            note = {**(note or {}), "bank_match": match.as_dict()}
+        if verdict.flagged and action != WITHHOLD:
+            review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now, note)
             if review is None:
                 return None
             out.append((s.review_topic, review))
-        elif (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds, self.audit)) is not None:
+        elif action == REVIEW:  # a positive-bank match below threshold
+            review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now, note)
+            if review is not None:
+                out.append((s.review_topic, review))
+        elif action != WITHHOLD and (fields := audit_fields(verdict.post.id, verdict.scores, self.thresholds,
+                                                            self.audit)) is not None:
             review = bounded_review_record(verdict, src, self.thresholds, self.model, s.max_message_bytes, now)
             if review is not None:  # an audit record that cannot fit is simply not drawn
                 out.append((s.review_topic, audited(review, fields)))
         if s.scores_enabled:
             out.insert(0, (s.scores_topic, scores_record(verdict.post, src, verdict.scores,
-                                                                 verdict.labels, self.model, now)))
+                                                         verdict.labels, self.model, now)))
         if self.shadow is not None and (side := batch.shadow.get(id(rec))) is not None:
             try:
                 out.append((self.shadow.topic, self.shadow.record(verdict, src, side, self.model, self.thresholds,

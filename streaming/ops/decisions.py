@@ -37,7 +37,7 @@ class Reviewed:
 
 def build_decision(items: Sequence[Reviewed], verdicts: Mapping[str, str], reviewer: str, *,
                    policy: str | None = None, note: str | None = None, campaign: str | None = None,
-                   extra_ids: Sequence[str] = ()) -> Decision:
+                   extra_ids: Sequence[str] = (), action: str | None = None) -> Decision:
     """One decision over ``items`` (one post, or every member of a campaign).
 
     ``model`` and ``thresholds`` come from the first review record: the ones that flagged it. ``extra_ids``
@@ -51,12 +51,13 @@ def build_decision(items: Sequence[Reviewed], verdicts: Mapping[str, str], revie
     thresholds = first.get("thresholds") if isinstance(first.get("thresholds"), dict) else {}
     return Decision(decision_id=uuid.uuid4().hex, ids=tuple(ids), verdicts=dict(verdicts), reviewer=reviewer,
                     decided_at=now_iso(), model=model, thresholds=thresholds, reviews=tuple(i.ref for i in items),
-                    campaign=campaign, policy=policy, note=note)
+                    campaign=campaign, policy=policy, note=note, action=action)
 
 
 def build_decisions(items: Sequence[Reviewed], verdicts: Mapping[str, str], reviewer: str, *,
                     key: bytes | None = None, policy: str | None = None, note: str | None = None,
-                    campaign: str | None = None, extra_ids: Sequence[str] = ()) -> list[Decision]:
+                    campaign: str | None = None, extra_ids: Sequence[str] = (),
+                    action: str | None = None) -> list[Decision]:
     """Decisions over ``items`` in chunks of at most :data:`~flagstream.contract.decisions.MAX_DECISION_IDS` ids, each
     signed with ``key`` when one is given (:mod:`streaming.signing`).
 
@@ -90,7 +91,7 @@ def build_decisions(items: Sequence[Reviewed], verdicts: Mapping[str, str], revi
         missing = [pid for pid, it in chunk if it is None]
         # a chunk of ids with no review record still names the model and thresholds that flagged the rest
         d = build_decision(reviewed or list(items[:1]), verdicts, reviewer, policy=policy, note=note,
-                           campaign=campaign, extra_ids=missing)
+                           campaign=campaign, extra_ids=missing, action=action)
         if not reviewed:
             d = replace(d, ids=tuple(missing), reviews=())
         out.append(sign(d, key) if key is not None else d)

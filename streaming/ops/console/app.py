@@ -146,6 +146,13 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
         """Unauthenticated probe (no data): 503 while the reader thread is dead or has not read for a while."""
         health = state.health()
         return JSONResponse(health, status_code=200 if health["ready"] else 503)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: time to decision (issue 33), behind the same token as the API."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if not authorised(request):
+            return denied()
+        return Response(generate_latest(state.times.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def headers(request: Request, call_next: Any) -> Response:
         response = await call_next(request)
@@ -166,6 +173,7 @@ def create_app(state: ReviewState, token: str | None = None, host: str = "127.0.
         Route("/api/decide", decide, methods=["POST"]),
         Route("/api/stats", stats),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
     ], middleware=middleware)
     return app

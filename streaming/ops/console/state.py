@@ -32,6 +32,7 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from flagstream.config import Settings
+from flagstream.streaming.ops.decision_time import DecisionTimes
 from flagstream.streaming.ops.decisions import Reviewed, accept_decision, build_decisions, write_decision
 from flagstream.streaming.ops.review import decode
 from flagstream.contract.decisions import VERDICTS, Decision, ReviewRef
@@ -157,6 +158,7 @@ class ReviewState:
         self.stop_event = threading.Event()
         self.caught_up = threading.Event()
         self.thread: threading.Thread | None = None
+        self.times = DecisionTimes(getattr(settings, "decision_sla_s", 3600.0))  # issue 33: time to decision
 
     # ---- reading ------------------------------------------------------------------------
     def start(self) -> None:
@@ -262,7 +264,8 @@ class ReviewState:
             self.seen_decisions.add(decision.decision_id)
             for pid in decision.ids:
                 self.decided[pid] = None
-                self.items.pop(pid, None)
+                if (gone := self.items.pop(pid, None)) is not None:
+                    self.times.observe(gone.record, decision.decided_at)
             while len(self.decided) > self.max_decided:
                 self.decided.pop(next(iter(self.decided)))
                 self.counts["forgotten_decided"] += 1
@@ -324,7 +327,7 @@ class ReviewState:
         out: dict[str, Any] = {
             "key": g.key, "id": rec["id"], "campaign": g.campaign, "count": len(g.members), "labels": labels,
             # an audit item (issue 18: unflagged, sampled with a known weight) is decided on every label
-            "audit": rec.get("audit") is True, "decide": labels or (list(scores) if rec.get("audit") is True else []),
+            "audit": rec.get("audit") is True, "decide": labels or (list(scores) if rec.get("audit") is True or rec.get("bank_match") else []),
             "scores": [{"label": k, "score": float(v), "threshold": thresholds.get(k), "flagged": k in labels}
                        for k, v in scores.items()],
             "model": rec.get("model"), "source": rec.get("source"), "review": g.lead.ref.as_dict(),
@@ -333,6 +336,7 @@ class ReviewState:
             "spans": {k: v for k, v in (rec.get("spans") or {}).items()},
             # the stream was past its explanation budget (streaming/loop/annotate.py): say so rather than show nothing
             "spans_skipped": rec.get("spans_skipped"),
+            "bank_match": rec.get("bank_match"),  # issue 33: known content and the decision that banked it
         }
         if members:
             out["members"] = [{"id": m.record["id"], "score": round(top_score(m.record), 4),
@@ -389,7 +393,7 @@ class ReviewState:
                             "reject_rate_last_100": round(last.count("reject") / len(last), 4) if last else None}
         return {"queue_posts": depth, "queue_items": groups, "decisions": len(decisions),
                 "counts": dict(self.counts), "bounds": {"items": self.max_items, "decided": self.max_decided},
-                "decisions_last_hour": last_hour, "labels": rates,
+                "decisions_last_hour": last_hour, "labels": rates, "time_to_decision": self.times.as_dict(),
                 "as_of": datetime.fromtimestamp(now, tz=timezone.utc).isoformat(timespec="seconds")}
 
 

@@ -133,6 +133,13 @@ function renderItem() {
   box.append(title);
   box.append(segmentsNode(it.segments));
   if (it.spans_skipped) box.append(el("p", { cls: "meta", text: "No words highlighted: the stream was too busy to explain this post (" + it.spans_skipped + ")." }));
+  if (it.bank_match) {
+    const m = it.bank_match, d = m.decision || {};
+    box.append(el("p", { cls: "meta bank-match", data: { bank: m.bank },
+      text: "Known content: matches " + m.bank + " bank entry " + m.entry_id + " (" + m.match + ", similarity " +
+        Number(m.similarity).toFixed(2) + "; " + (m.labels || []).join(", ") + "), banked by decision " +
+        (d.decision_id || "?") + (d.post_id ? " on post " + d.post_id : "") + (d.decided_at ? " at " + d.decided_at : "") + "." }));
+  }
   const table = el("table", { cls: "scores" });
   table.append(el("tr", {}, el("th", { text: "label" }), el("th", { text: "score" }), el("th", { text: "threshold" }), el("th", { text: "" })));
   for (const s of it.scores) {
@@ -222,7 +229,9 @@ async function loadStats() {
   const dl = document.getElementById("stats");
   dl.replaceChildren();
   for (const [k, v] of [["queue (items)", body.queue_items], ["queue (posts)", body.queue_posts],
-    ["decisions", body.decisions], ["decisions / hour", body.decisions_last_hour]]) {
+    ["decisions", body.decisions], ["decisions / hour", body.decisions_last_hour],
+    ["waited past SLA", body.time_to_decision ? body.time_to_decision.over_sla + " of " + body.time_to_decision.posts +
+      " past " + body.time_to_decision.sla_s + " s (max " + body.time_to_decision.max_s + " s)" : "-"]]) {
     dl.append(el("dt", { text: k }), el("dd", { text: String(v), data: { stat: k } }));
   }
   const tb = document.querySelector("#rates tbody");

@@ -1,0 +1,1 @@
+"""Trust-and-safety commands after a verdict (issue 33): ``bank`` (known-content banks), ``statements`` (DSA)."""
