@@ -7,6 +7,9 @@ operator never has to learn three vocabularies.
 
 Secrets (SASL password, TLS key password) are never meant to live in a committed YAML: they come
 from the environment or from a ``*_file`` path, and :meth:`Settings.masked` hides them.
+
+Size: every setting of every component is declared here once, with its type, bound and one-line reason
+(the components read their own narrow view of it); splitting the declarations would split that one list.
 """
 
 from __future__ import annotations

@@ -17,14 +17,8 @@ import pytest
 from flagstream.streaming.loop.audit import AuditPolicy, audit_fields, policy_weight
 from flagstream.streaming.ops.decisions import Reviewed, build_decision, build_decisions
 from flagstream.streaming.ops.feedback import export_rows, join, verdict_table
-from flagstream.contract.posts import (
-    MAX_DECISION_IDS,
-    Decision,
-    Rejection,
-    ReviewRef,
-    decision_record,
-    parse_decision,
-)
+from flagstream.contract.decisions import MAX_DECISION_IDS, Decision, ReviewRef, decision_record, parse_decision
+from flagstream.contract.posts import Rejection
 from flagstream.streaming.signing import row_mac, row_verdict, sign, trusted, verify
 
 KEY = b"k" * 32

@@ -16,8 +16,8 @@ import pytest
 
 from flagstream.streaming.ops.dlq import MARKER, REPLAY_COUNT, REPLAY_OF, REPLAY_ORIGIN
 from flagstream.contract.dead_letters import read_dead_letter
-from tests.support.kafka import produce, read_all
-from tests.support.process import PipelineThread, run_cli
+from support.kafka import produce, read_all
+from support.process import PipelineThread, run_cli
 
 
 def dead_letters(topics, count: int, timeout_s: float = 60.0) -> list:

@@ -21,7 +21,7 @@ from flagstream.contract.decisions import parse_decision
 from flagstream.contract.posts import MAX_JSON_DEPTH, json_depth, parse_post
 from flagstream.contract.records import ERROR_CLASSES
 from flagstream.contract.shadow import read_shadow
-from tests.support.fuzz import HEADERS, JSON_VALUES, check_reader, post_values, profile, stream_outcome
+from support.fuzz import HEADERS, JSON_VALUES, check_reader, post_values, profile, stream_outcome
 
 FUZZ = profile()
 
@@ -35,7 +35,7 @@ def stream_parts(linear_model_dir):
     settings = load_settings(None, {"model": str(linear_model_dir), "audit_rate": 0.5, "audit_near_rate": 0.5},
                              environ={})
     scorer = load_scorer(linear_model_dir)
-    router = Router(settings, scorer.info.thresholds, scorer.info.as_dict(), None, scorer.info.labels)
+    router = Router(settings, scorer.info.thresholds, scorer.info.as_dict())
     return settings, router, scorer
 
 

@@ -25,9 +25,9 @@ from flagstream.contract.posts import MAX_JSON_DEPTH, Post, parse_post
 from flagstream.contract.records import OutRecord, Rejection, Source
 from flagstream.contract.review import Verdict, review_record
 from flagstream.contract.shadow import read_shadow
-from tests.support.audit import wait_accounted
-from tests.support.kafka import produce, read_all
-from tests.support.model import BENIGN_TEXT, PROPAGANDA_TEXT
+from support.audit import wait_accounted
+from support.kafka import produce, read_all
+from support.model import BENIGN_TEXT, PROPAGANDA_TEXT
 
 
 def nested(depth: int) -> object:
@@ -82,7 +82,7 @@ def test_an_unencodable_record_dead_letters_its_post_and_the_batch_goes_on(linea
 
     settings = load_settings(None, {"model": str(linear_model_dir)}, environ={})
     served = load_scorer(linear_model_dir)
-    router = Router(settings, served.info.thresholds, served.info.as_dict(), None, served.info.labels)
+    router = Router(settings, served.info.thresholds, served.info.as_dict())
 
     def rec(offset: int, key: bytes) -> SimpleNamespace:
         return SimpleNamespace(topic="posts", partition=0, offset=offset, timestamp=0, key=key, value=b"{}",

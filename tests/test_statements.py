@@ -118,7 +118,8 @@ def test_statements_command_on_the_broker(topics):
         read_all(topics.bootstrap, topics.scores, min_count=len(posts), timeout_s=90)
     finally:
         runner.stop()
-    env = topics.env(decisions_topic=topics.posts + ".decisions")
+    env = {**topics.env(decisions_topic=topics.posts + ".decisions"),
+           "FLAGSTREAM_DECISIONS_HMAC_KEY": "statements-test-key-0123456789abcdef"}  # decide signs, statements verifies
     for args in (["s-prop", "--confirm", "propaganda", "--action", "removed"], ["s-sect", "--reject", "sectarian"],
                  ["s-sect", "--confirm", "sectarian"]):
         res = run_cli(["decide", *args], env=env)
@@ -133,6 +134,9 @@ def test_statements_command_on_the_broker(topics):
     out = json.loads(res.stdout)
     assert out["decisions"] == 3 and out["statements"] == 2 and out["reversed"] == 1
     assert out["time_to_decision"]["posts"] == 3 and out["time_to_decision"]["over_sla"] == 0
+    unkeyed = {k: v for k, v in env.items() if k != "FLAGSTREAM_DECISIONS_HMAC_KEY"}
+    res = run_cli(["statements"], env=unkeyed)  # no key: no unverified reviewer makes a statement
+    assert res.returncode == 2 and "--accept-unsigned" in res.stderr.decode() and not res.stdout
     res = run_cli(["statements", "--since", "yesterday"], env=env)
     assert res.returncode == 2 or res.returncode == 1
     assert "--since" in res.stderr.decode() and "Traceback" not in res.stderr.decode()

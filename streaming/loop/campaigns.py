@@ -68,7 +68,7 @@ def shingles(text: str, k: int = SHINGLE) -> list[bytes]:
 
 
 def shingles_of(norm: str, k: int = SHINGLE) -> list[bytes]:
-    """The character k-gram shingles of an already :func:`normalise`\ d text (a caller that also needs the
+    """The character k-gram shingles of an already normalised text (a caller that also needs the
     normalised text, like the known-content banks, normalises once)."""
     if len(norm) <= k:
         return [norm.encode("utf-8")] if norm else []

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "or (--summary) the period's transparency counts.")
     p.add_argument("--since", default=None, metavar="TIME", help="decisions made at or after TIME (ISO-8601, UTC)")
     p.add_argument("--until", default=None, metavar="TIME", help="decisions made before TIME (ISO-8601, UTC)")
+    p.add_argument("--accept-unsigned", action="store_true",
+                   help="also read decisions without a valid signature (legacy data; they name no verified reviewer)")
     p.add_argument("--summary", action="store_true",
                    help="print the period's counts (by label, language, automated vs human, reversed, time to decision)")
     add_config_flags(p, "bootstrap_servers", "client_id", "review_topic", "decisions_topic", "decision_sla_s",
@@ -42,9 +44,7 @@ def _time(value: str | None, flag: str) -> datetime | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flagstream.errors import UserError
     from flagstream.options import settings_from_args
-    from flagstream.streaming.kafka.clients import BrokerUnavailable
     from flagstream.streaming.logs import setup_logging
     from flagstream.streaming.ops.feedback import read_topics
     from flagstream.streaming.ops.statements import check, in_period, statements_for, summary
@@ -52,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
     since, until = _time(args.since, "--since"), _time(args.until, "--until")
     settings = settings_from_args(args)
     setup_logging(settings.log_level, settings.log_format)
-    try:
-        reviews, decisions = read_topics(settings)
-    except BrokerUnavailable as exc:
-        raise UserError(str(exc)) from None
+    # Only signed decisions (the console's identity) make statements: an unsigned one names no accountable
+    # reviewer (issue 29); --accept-unsigned reads legacy decisions.
+    topics = read_topics(settings, accept_unsigned=args.accept_unsigned, keep_text=False, all_reviews=False)
+    reviews, decisions = topics.reviews, topics.decisions
     chosen = [d for d in decisions if in_period(d, since, until)]
     if args.summary:
         print(json.dumps(summary(chosen, reviews, settings, decisions), sort_keys=True))
