@@ -232,7 +232,7 @@ def test_a_refused_shadow_record_drops_only_itself(linear_model_dir):
     settings = load_settings(None, {"model": str(linear_model_dir), "shadow_topic": "x.shadow"}, environ={})
     served = load_scorer(linear_model_dir)
     shadow = Shadow(_Broken(), served.info, "x.shadow")
-    router = Router(settings, served.info.thresholds, served.info.as_dict(), None, served.info.labels, shadow)
+    router = Router(settings, served.info.thresholds, served.info.as_dict(), shadow)  # annotation is the loop's step
     rec = SimpleNamespace(topic="posts", partition=0, offset=7, timestamp=0, key=b"a", value=b"{}", headers=[])
     verdict = Verdict(Post("a", "t"), {"propaganda": 0.9, "sectarian": 0.1}, ("propaganda",))
     batch = Batch([rec], 0.0, verdicts=[(rec, verdict)])

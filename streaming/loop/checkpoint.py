@@ -209,6 +209,12 @@ class Checkpoint:
             fut = _Refused(exc)
         except _FENCED as exc:
             raise CheckpointFenced(f"producer fenced: {type(exc).__name__}: {exc}") from None
+        except KafkaError as exc:
+            # kafka-python's sender thread may meet the fence first; send() then raises a plain KafkaError that
+            # carries the fenced error as its argument. Still the zombie: fatal, never a retry.
+            if any(isinstance(arg, _FENCED) for arg in exc.args):
+                raise CheckpointFenced(f"producer fenced: {type(exc).__name__}: {exc}") from None
+            raise
         self._outputs.append((tag, topic, fut))
 
     def _begin(self) -> None:
