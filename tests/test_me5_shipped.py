@@ -20,7 +20,7 @@ from test_classifier_model import _sample_posts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "flagstream-me5"
-FIXTURE = ROOT / "tests" / "fixtures" / "flagstream-me5-0.2.1-sample-scores.json"
+FIXTURE = ROOT / "tests" / "fixtures" / "flagstream-me5-0.3.1-sample-scores.json"
 
 
 def test_me5_is_the_default_model():
