@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flagstream.classifier.inference.linear import LinearModel
-from flagstream.classifier.archive.files import RescoreError, parse_shard, rescore_file, run_record_path
+from flagstream.classifier.archive.rescore import RescoreError, parse_shard, rescore_file, run_record_path
 from flagstream.classifier.archive.files import JsonlOutput
 from flagstream.classifier.inference.scoring import flagged_labels, load_scorer
 from flagstream.cli import main
