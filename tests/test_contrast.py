@@ -302,7 +302,7 @@ def test_each_language_threshold_holds_the_rate_where_a_language_has_enough_beni
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--target-fpr", "0.01"], "--target-fpr applies to --threshold-policy benign_fpr"),
+    (["--threshold-policy", "pooled", "--target-fpr", "0.01"], "--target-fpr applies to --threshold-policy benign_fpr"),
     (["--threshold-policy", "benign_fpr", "--target-fpr", "0"], "--target-fpr for propaganda, sectarian must lie"),
     (["--from-decisions", "--target-fpr", "0.01"], "--target-fpr applies to validation data"),
 ])

@@ -58,8 +58,10 @@ def test_one_shot_commands_against_a_closed_port_print_one_line(command, tmp_pat
 
 def test_stream_against_a_closed_port_logs_only_its_own_lines(linear_model_dir):
     addr = _closed_port()
+    # A configured audit seed (as in production): unset, the stream also warns once that its audit sample is
+    # drawn with a random per-process key (tests/test_audit_seed.py).
     res = run_cli(["stream", "--bootstrap-servers", addr, "--startup-timeout-s", "3", "--model", str(linear_model_dir),
-                   "--log-format", "json"], timeout_s=90)
+                   "--log-format", "json"], env={"FLAGSTREAM_AUDIT_SEED": "ops-test-audit-seed"}, timeout_s=90)
     lines = res.stderr.decode().splitlines()
     assert res.returncode == 2, lines
     assert lines[-1].startswith(f"flagstream stream: error: broker at {addr} unreachable after 3s"), lines
