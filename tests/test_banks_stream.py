@@ -14,6 +14,7 @@ import json
 import pytest
 
 from flagstream.streaming.banks.sync import sync
+from flagstream.streaming.signing import sign
 from flagstream.streaming.kafka.clients import make_consumer, make_producer
 from flagstream.streaming.ops.decisions import build_decision, find_reviews, write_decision
 from support.kafka import produce_posts, read_all
@@ -43,8 +44,9 @@ def _run(settings, n, counts=None):
 
 def test_banks_steer_the_stream_and_every_consumer_applies_the_same_bank(topics):
     bank_topic, decisions = topics.posts + ".bank", topics.posts + ".decisions"
+    key = "banks-test-decisions-key-0123456789"
     common = dict(bank_enabled=True, bank_topic=bank_topic, decisions_topic=decisions, create_topics=True,
-                  bank_negative_override=1.0)
+                  bank_negative_override=1.0, decisions_hmac_key=key)
     low = topics.settings(thresholds={"propaganda": 0.000001, "sectarian": 0.000001}, **common)
     produce_posts(topics.bootstrap, topics.posts, [("p-conf", CONFIRMED), ("p-rej", REJECTED)])
     _run(low, 2)
@@ -55,8 +57,8 @@ def test_banks_steer_the_stream_and_every_consumer_applies_the_same_bank(topics)
         consumer.close(autocommit=False)
     producer = make_producer(low, 30)
     try:
-        confirm = build_decision([found["p-conf"]], {"propaganda": "confirm"}, "rv-1")
-        reject = build_decision([found["p-rej"]], {"sectarian": "reject"}, "rv-1")
+        confirm = sign(build_decision([found["p-conf"]], {"propaganda": "confirm"}, "rv-1"), key.encode())
+        reject = sign(build_decision([found["p-rej"]], {"sectarian": "reject"}, "rv-1"), key.encode())
         for d in (confirm, reject):
             write_decision(producer, decisions, d)
     finally:

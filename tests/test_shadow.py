@@ -83,7 +83,9 @@ def test_shadow_mode_on_the_real_broker(broker, linear_model_dir, tmp_path, stre
     with_shadow = TopicSet.unique(broker.bootstrap, linear_model_dir, tag="shw")
     without = TopicSet.unique(broker.bootstrap, linear_model_dir, tag="shwo")
     shadow_topic = with_shadow.posts.replace(".posts", ".shadow")
-    audit = {"audit_rate": 0.05, "audit_near_rate": 0.3}  # audit records must be unaffected too
+    # audit records must be unaffected too: one configured audit key for both runs (unset, each process draws
+    # with its own random key, tests/test_audit_seed.py)
+    audit = {"audit_rate": 0.05, "audit_near_rate": 0.3, "audit_seed": "shadow-test-audit-seed"}
     # the command as an operator runs it: flagstream stream --shadow-model DIR --shadow-topic T
     proc = stream_proc(with_shadow.env(**audit), args=["--shadow-model", str(cand), "--shadow-topic", shadow_topic])
     produce(broker.bootstrap, with_shadow.posts, [(pid.encode(), post_bytes(pid, text)) for pid, text in posts]

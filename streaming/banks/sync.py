@@ -73,14 +73,22 @@ def new_entries(wanted: Mapping[str, BankEntry], current: Bank, now: datetime | 
     return out
 
 
-def sync(settings: Any) -> dict[str, int]:
-    """Write the bank entries the decisions call for that the topic lacks; returns counts for the summary line."""
+def sync(settings: Any, accept_unsigned: bool = False) -> dict[str, int]:
+    """Write the bank entries the decisions call for that the topic lacks; returns counts for the summary line.
+
+    Only signed decisions (``decisions_hmac_key``) make entries: a forged "reject" would otherwise put real hate
+    in the negative bank and keep its reposts from reviewers (issue 29). ``accept_unsigned`` reads legacy ones.
+
+    Raises:
+        UserError: no decisions key configured and ``accept_unsigned`` not given; broker unreachable.
+    """
     from flagstream.streaming.banks.topic import ensure_bank_topic, read_bank, write_entries
     from flagstream.streaming.kafka.clients import make_producer, retry_until
     from flagstream.streaming.ops.feedback import read_topics
 
     ensure_bank_topic(settings)
-    reviews, decisions = read_topics(settings)
+    topics = read_topics(settings, accept_unsigned=accept_unsigned, keep_text=True, all_reviews=False)
+    reviews, decisions = topics.reviews, topics.decisions
     wanted, missing = entries_from(decisions, reviews, settings.bank_ttl_days)
     todo = new_entries(wanted, read_bank(settings))
     producer = retry_until("producer", lambda t: make_producer(settings, t), settings)

@@ -192,7 +192,7 @@ def test_a_consistently_rewritten_cache_is_refused_on_every_load(tmp_path, monke
     data[-1] ^= 0x01  # one bit of the last weight
     weights.write_bytes(bytes(data))
     recorded = json.loads((root / "hashes.json").read_text())
-    recorded["model.safetensors"] = base._sha256(weights)  # the attacker updates the record too
+    recorded["model.safetensors"] = sha256_file(weights)  # the attacker updates the record too
     (root / "hashes.json").write_text(json.dumps(recorded))
     with pytest.raises(base.BaseUnavailable, match="does not match the hash pinned for"):
         base.base_encoder()  # a second load in the same process is checked again

@@ -42,7 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--output", default="-", metavar="FILE", help="file to write (default: stdout)")
     im = bsub.add_parser("import", help="add the entries of an exported JSON-lines file")
     im.add_argument("file", metavar="FILE")
-    bsub.add_parser("sync", help="write the entries reviewers' decisions call for (idempotent)")
+    syn = bsub.add_parser("sync", help="write the entries reviewers' decisions call for (idempotent; signed decisions only)")
+    syn.add_argument("--accept-unsigned", action="store_true",
+                     help="also bank decisions without a valid signature (legacy data; they name no verified reviewer)")
     for q in (ls, add, rm, ex, im, bsub.choices["sync"]):
         add_config_flags(q, *fields)
         q.set_defaults(func=run)
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ensure_bank_topic(settings)
         if args.action == "sync":
-            c = sync(settings)
+            c = sync(settings, accept_unsigned=args.accept_unsigned)
             print(f"bank sync: {c['decisions']} decisions, {c['entries']} entries called for, {c['written']} written, "
                   f"{c['without_text']} decided posts without a review record text")
             return 0
